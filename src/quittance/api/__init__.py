@@ -1,0 +1,1 @@
+"""Pieces every API resource shares: request context, dependencies, schema types, responses."""

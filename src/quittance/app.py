@@ -1,0 +1,45 @@
+"""The FastAPI application factory."""
+
+from fastapi import FastAPI
+
+from quittance import __version__
+from quittance.api import meta
+from quittance.api.middleware import RequestMiddleware
+from quittance.auth.dependencies import KeyCache
+from quittance.config import Settings
+from quittance.db.uow import Database
+from quittance.errors import install_handlers
+from quittance.event import endpoints as event_endpoints
+from quittance.invoice import endpoints as invoice_endpoints
+from quittance.merchant import endpoints as merchant_endpoints
+
+DESCRIPTION = """
+Quittance is a self-hosted payment-invoice server. Authenticate with
+`Authorization: Bearer qk_test_…`. Amounts are integers of the currency's minor unit.
+Errors are RFC 9457 problem documents with a stable `code`. Every POST and PATCH accepts an
+`Idempotency-Key` header.
+"""
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    """Build the app; `db` may be shared with an embedded worker."""
+    settings = settings or Settings()
+    app = FastAPI(
+        title="Quittance",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.db = db or Database(settings.database_url)
+    app.state.key_cache = KeyCache()
+    install_handlers(app)
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(meta.router)
+    app.include_router(invoice_endpoints.router)
+    app.include_router(invoice_endpoints.test_helpers)
+    app.include_router(event_endpoints.router)
+    app.include_router(merchant_endpoints.router)
+    return app

@@ -1,0 +1,95 @@
+"""Resolve the caller from the `Authorization: Bearer …` header."""
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+
+from quittance.auth.keys import hash_key, looks_like_key
+from quittance.db.uow import Database
+from quittance.domain.errors import Unauthorized
+from quittance.models import ApiKey
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: one merchant, in one mode, with one key."""
+
+    merchant_id: str
+    livemode: bool
+    key_id: str
+    publishable: bool
+
+
+class KeyCache:
+    """A short-lived cache of key digests, so the hot path skips one query per request.
+
+    Revoking a key clears it here at once; other processes see the revocation within `ttl`.
+    """
+
+    def __init__(self, ttl: float = 5.0, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._entries: dict[str, tuple[float, Caller]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> Caller | None:
+        entry = self._entries.get(digest)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, digest: str, caller: Caller) -> None:
+        with self._lock:
+            if len(self._entries) >= self.size:
+                self._entries.clear()
+            self._entries[digest] = (time.monotonic() + self.ttl, caller)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def authenticate(db: Database, cache: KeyCache, authorization: str | None) -> Caller:
+    """Return the caller a bearer key belongs to, or raise 401."""
+    if not authorization:
+        raise Unauthorized(
+            "Send your API key as `Authorization: Bearer qk_test_…`.",
+            code="authentication_required",
+        )
+    scheme, _, key = authorization.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not looks_like_key(key):
+        raise Unauthorized("The API key is missing or malformed.", code="invalid_api_key")
+    digest = hash_key(key)
+    cached = cache.get(digest)
+    if cached is not None:
+        return cached
+    with db.read() as session:
+        row = session.execute(
+            select(ApiKey.id, ApiKey.merchant_id, ApiKey.livemode, ApiKey.kind).where(
+                ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
+            )
+        ).one_or_none()
+    if row is None:
+        raise Unauthorized("This API key is not valid.", code="invalid_api_key")
+    caller = Caller(row.merchant_id, row.livemode, row.id, row.kind == "publishable")
+    cache.put(digest, caller)
+    return caller
+
+
+def _secret_caller(request: Request) -> Caller:
+    state = request.app.state
+    caller = authenticate(state.db, state.key_cache, request.headers.get("authorization"))
+    if caller.publishable:
+        raise Unauthorized(
+            "A publishable key cannot use this endpoint; use a secret key.",
+            code="secret_key_required",
+        )
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(_secret_caller)]

@@ -1,0 +1,162 @@
+"""The `quittance` command."""
+
+import signal
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from quittance.config import Settings
+from quittance.db.migrate import upgrade
+from quittance.db.uow import Database
+
+app = typer.Typer(help="Quittance: a self-hosted payment-invoice server.", no_args_is_help=True)
+merchant_app = typer.Typer(help="Manage merchants.", no_args_is_help=True)
+key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(merchant_app, name="merchant")
+app.add_typer(key_app, name="key")
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    settings = _settings()
+    upgrade(settings.database_url)
+    console.print(f"[green]migrated[/green] {_safe_url(settings.database_url)}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    worker: Annotated[bool, typer.Option(help="Run the background worker in-process")] = True,
+) -> None:
+    """Migrate, then serve the API (and run the worker in the same process)."""
+    import uvicorn
+
+    from quittance.app import create_app
+    from quittance.jobs.worker import Worker
+    from quittance.logging_setup import configure
+
+    settings = _settings()
+    configure(settings.log_level)
+    upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    background = None
+    if worker and settings.embedded_worker:
+        background = Worker(db, settings)
+        background.start_thread()
+    try:
+        uvicorn.run(
+            create_app(settings, db),
+            host=host,
+            port=port,
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if background is not None:
+            background.stop()
+        db.dispose()
+
+
+@app.command("worker")
+def run_worker() -> None:
+    """Run the background worker alone (for scale-out; any number may run)."""
+    from quittance.jobs.worker import Worker
+    from quittance.logging_setup import configure
+
+    settings = _settings()
+    configure(settings.log_level)
+    db = Database(settings.database_url, pool_size=4)
+    background = Worker(db, settings)
+    signal.signal(signal.SIGTERM, lambda *_: background.stop())
+    signal.signal(signal.SIGINT, lambda *_: background.stop())
+    background.run()
+    db.dispose()
+
+
+@merchant_app.command("create")
+def merchant_create(name: Annotated[str, typer.Option(help="The merchant's name")]) -> None:
+    """Create a merchant; its id is the last line printed."""
+    from quittance.merchant.service import create_merchant
+
+    db = Database(_settings().database_url, pool_size=1)
+    with db.write() as session:
+        merchant = create_merchant(session, name)
+    console.print(f"created merchant [bold]{merchant.name}[/bold]")
+    print(merchant.id)
+
+
+@key_app.command("create")
+def key_create(
+    merchant: Annotated[str, typer.Option(help="The merchant's id (mer_…)")],
+    mode: Annotated[str, typer.Option(help="test or live")] = "test",
+    publishable: Annotated[bool, typer.Option(help="A publishable key")] = False,
+) -> None:
+    """Create an API key; the key is the last line printed, and is shown only this once."""
+    from quittance.domain.errors import QuittanceError
+    from quittance.merchant.service import create_api_key
+
+    if mode not in ("test", "live"):
+        console.print("[red]--mode must be test or live[/red]")
+        raise typer.Exit(2)
+    db = Database(_settings().database_url, pool_size=1)
+    try:
+        with db.write() as session:
+            _, plain = create_api_key(
+                session, merchant, livemode=mode == "live", publishable=publishable
+            )
+    except QuittanceError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"created {mode} key for {merchant}; it is shown only this once:")
+    print(plain)
+
+
+@app.command()
+def demo() -> None:
+    """Create the demo merchant (once) and print a new test key with a first API call."""
+    from quittance.merchant.service import DEMO_NAME, create_api_key, create_merchant, demo_merchant
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    db = Database(settings.database_url, pool_size=1)
+    with db.write() as session:
+        merchant = demo_merchant(session) or create_merchant(session, DEMO_NAME, is_demo=True)
+        _, plain = create_api_key(session, merchant.id, livemode=False)
+    base = settings.public_base_url
+    console.print(f"demo merchant [bold]{merchant.name}[/bold] ({merchant.id})")
+    console.print("your first call:")
+    print(
+        f"curl -s {base}/v1/invoices -H 'Authorization: Bearer {plain}' "
+        "-H 'Content-Type: application/json' "
+        '-d \'{"amount": 1999, "currency": "EUR", "reference": "order-1"}\''
+    )
+    print(f"test key: {plain}")
+    print(plain)
+
+
+@app.command()
+def statuses() -> None:
+    """Print the invoice status document (the source of docs/invoice-statuses.md)."""
+    from quittance.docs import status_document
+
+    sys.stdout.write(status_document())
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    app()

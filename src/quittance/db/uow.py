@@ -1,0 +1,55 @@
+"""The unit of work: the one place where a transaction is committed.
+
+A request, a job or a CLI command opens exactly one `db.write()` (or `db.read()`) per step;
+services receive the session and never commit. On SQLite, write transactions are also
+serialised inside the process by a lock, so threads queue fairly instead of sleeping in
+SQLite's busy handler; other processes are still handled by `busy_timeout`.
+"""
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from quittance.db.engine import WRITE_OPTION, build_engine
+
+
+class Database:
+    """An engine plus the unit-of-work entry points."""
+
+    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+        self.engine: Engine = build_engine(url, pool_size=pool_size)
+        self.backend = self.engine.dialect.name
+        self._write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
+        self._write_lock: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if self.backend == "sqlite" else contextlib.nullcontext()
+        )
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.backend == "postgresql"
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """Open a write transaction; commit when the block ends, roll back if it raises."""
+        with self._write_lock, Session(self._write_engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """Open a read-only transaction; closing the session ends it without a commit.
+
+        Closing (rather than rolling back) keeps the loaded objects readable afterwards.
+        """
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,1 @@
+"""Pure payment rules: no web, database or network imports live here."""

@@ -1,0 +1,1 @@
+"""Events: the record of everything that happened, written with the change itself."""

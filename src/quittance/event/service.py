@@ -1,0 +1,66 @@
+"""Write and read events."""
+
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from quittance import clock
+from quittance.domain.errors import NotFound
+from quittance.domain.ids import new_id
+from quittance.models import Event
+
+
+def record(
+    session: Session,
+    *,
+    merchant_id: str,
+    livemode: bool,
+    type: str,
+    data: dict[str, Any],
+    invoice_id: str | None = None,
+    previous_status: str | None = None,
+    status: str | None = None,
+    trigger: str | None = None,
+) -> Event:
+    """Add an event to the current unit of work (committed with the change it describes)."""
+    event = Event(
+        id=new_id("evt"),
+        merchant_id=merchant_id,
+        livemode=livemode,
+        type=type,
+        invoice_id=invoice_id,
+        previous_status=previous_status,
+        status=status,
+        trigger=trigger,
+        data=data,
+        created_at=clock.now(),
+    )
+    session.add(event)
+    return event
+
+
+def render_event(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "object": "event",
+        "type": event.type,
+        "livemode": event.livemode,
+        "created_at": clock.isoformat(event.created_at),
+        "invoice_id": event.invoice_id,
+        "previous_status": event.previous_status,
+        "status": event.status,
+        "trigger": event.trigger,
+        "data": event.data,
+    }
+
+
+def list_query(merchant_id: str, livemode: bool) -> Select[tuple[Event]]:
+    return select(Event).where(Event.merchant_id == merchant_id, Event.livemode == livemode)
+
+
+def get_event(session: Session, merchant_id: str, livemode: bool, event_id: str) -> Event:
+    event = session.scalars(list_query(merchant_id, livemode).where(Event.id == event_id)).first()
+    if event is None:
+        raise NotFound(f"No event {event_id!r} exists.", code="event_not_found")
+    return event

@@ -1,0 +1,1 @@
+"""`Idempotency-Key` handling for every POST and PATCH (DESIGN §5)."""

@@ -1,0 +1,1 @@
+"""Invoices: create, read, list, update drafts, finalize, cancel, expire."""

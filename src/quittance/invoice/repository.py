@@ -1,0 +1,136 @@
+"""Invoice queries; every one is scoped to one merchant and mode."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, exists, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from quittance.auth.dependencies import Caller
+from quittance.domain.invoice import EXPIRABLE
+from quittance.models import Invoice
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceFilters:
+    statuses: tuple[str, ...] = ()
+    reference: str | None = None
+    customer_email: str | None = None
+    currency: str | None = None
+    amount_gte: int | None = None
+    amount_lte: int | None = None
+    created_gte: datetime | None = None
+    created_lte: datetime | None = None
+    q: str | None = None
+
+
+def scoped(caller: Caller) -> Select[tuple[Invoice]]:
+    return (
+        select(Invoice)
+        .where(Invoice.merchant_id == caller.merchant_id, Invoice.livemode == caller.livemode)
+        .options(selectinload(Invoice.line_items))
+    )
+
+
+def get(session: Session, caller: Caller, invoice_id: str, *, lock: bool = False) -> Invoice | None:
+    query = scoped(caller).where(Invoice.id == invoice_id)
+    if lock:
+        query = query.with_for_update(of=Invoice)
+    return session.scalars(query).first()
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def filtered(caller: Caller, filters: InvoiceFilters) -> Select[tuple[Invoice]]:
+    query = scoped(caller)
+    if filters.statuses:
+        query = query.where(Invoice.status.in_(filters.statuses))
+    if filters.reference is not None:
+        query = query.where(Invoice.reference == filters.reference)
+    if filters.customer_email is not None:
+        query = query.where(Invoice.customer_email == filters.customer_email)
+    if filters.currency is not None:
+        query = query.where(Invoice.currency == filters.currency)
+    if filters.amount_gte is not None:
+        query = query.where(Invoice.amount >= filters.amount_gte)
+    if filters.amount_lte is not None:
+        query = query.where(Invoice.amount <= filters.amount_lte)
+    if filters.created_gte is not None:
+        query = query.where(Invoice.created_at >= filters.created_gte)
+    if filters.created_lte is not None:
+        query = query.where(Invoice.created_at <= filters.created_lte)
+    if filters.q:
+        pattern = f"%{_escape_like(filters.q)}%"
+        query = query.where(
+            or_(
+                *(
+                    column.ilike(pattern, escape="\\")
+                    for column in (
+                        Invoice.reference,
+                        Invoice.description,
+                        Invoice.customer_email,
+                        Invoice.customer_name,
+                    )
+                )
+            )
+        )
+    return query
+
+
+def page(
+    session: Session,
+    query: Select[tuple[Invoice]],
+    *,
+    limit: int,
+    starting_after: str | None,
+    ending_before: str | None,
+) -> tuple[list[Invoice], bool]:
+    """Return one page, newest first, and whether more rows follow in that direction."""
+    if ending_before is not None:
+        rows = list(
+            session.scalars(
+                query.where(Invoice.id > ending_before).order_by(Invoice.id.asc()).limit(limit + 1)
+            )
+        )
+        has_more = len(rows) > limit
+        return list(reversed(rows[:limit])), has_more
+    if starting_after is not None:
+        query = query.where(Invoice.id < starting_after)
+    rows = list(session.scalars(query.order_by(Invoice.id.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def any_overdue(session: Session, caller: Caller, now: datetime) -> bool:
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Invoice.merchant_id == caller.merchant_id,
+                    Invoice.livemode == caller.livemode,
+                    Invoice.status.in_(EXPIRABLE),
+                    Invoice.expires_at <= now,
+                )
+            )
+        )
+    )
+
+
+def overdue(
+    session: Session, now: datetime, *, limit: int, caller: Caller | None = None
+) -> list[Invoice]:
+    """Lock and return invoices whose lifetime has passed (skipping rows others hold)."""
+    query = (
+        select(Invoice)
+        .options(selectinload(Invoice.line_items))
+        .where(Invoice.status.in_(EXPIRABLE), Invoice.expires_at <= now)
+        .order_by(Invoice.expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Invoice)
+    )
+    if caller is not None:
+        query = query.where(
+            Invoice.merchant_id == caller.merchant_id, Invoice.livemode == caller.livemode
+        )
+    return list(session.scalars(query))

@@ -1,0 +1,75 @@
+"""The worker loop: expiry, idempotency-key clean-up (and, later, settlement and webhooks).
+
+Each job runs in its own unit of work. On PostgreSQL rows are claimed with
+`FOR UPDATE SKIP LOCKED`, so any number of workers can run side by side.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from quittance.config import Settings
+from quittance.db.uow import Database
+from quittance.idempotency.service import purge_expired
+from quittance.invoice.tasks import expire_overdue
+
+log = logging.getLogger("quittance.worker")
+
+Job = Callable[[Session], int]
+
+
+@dataclass
+class Worker:
+    db: Database
+    settings: Settings
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def jobs(self) -> list[tuple[str, Job]]:
+        base_url = self.settings.public_base_url
+        return [
+            ("expire_invoices", lambda session: expire_overdue(session, base_url)),
+            ("purge_idempotency_keys", purge_expired),
+        ]
+
+    def run_once(self) -> dict[str, int]:
+        """Run every job once; return how many items each handled."""
+        done: dict[str, int] = {}
+        for name, job in self.jobs():
+            try:
+                with self.db.write() as session:
+                    done[name] = job(session)
+            except Exception:
+                log.exception("worker job %s failed", name)
+                done[name] = 0
+        return done
+
+    def run(self) -> None:
+        """Loop until stopped; go again at once while there is work, else sleep."""
+        log.info("worker started on %s", self.db.backend)
+        while not self.stop_event.is_set():
+            done = self.run_once()
+            if not any(done.values()):
+                self.stop_event.wait(self.settings.worker_interval)
+        log.info("worker stopped")
+
+    def start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="quittance-worker", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll `predicate` until it holds or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()

@@ -1,0 +1,84 @@
+"""Create merchants and keys; read and change payment options."""
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from quittance import clock
+from quittance.auth.keys import generate_key, hash_key
+from quittance.domain.errors import NotFound
+from quittance.domain.ids import new_id
+from quittance.merchant.schemas import DEFAULTS, PaymentOptionsUpdate
+from quittance.models import ApiKey, Merchant, PaymentOptions
+
+DEMO_NAME = "Demo Shop"
+
+
+class MerchantNotFound(NotFound):
+    code = "merchant_not_found"
+
+
+def create_merchant(session: Session, name: str, *, is_demo: bool = False) -> Merchant:
+    """Create a merchant with the default payment options."""
+    now = clock.now()
+    merchant_id = new_id("mer")
+    merchant = Merchant(
+        id=merchant_id, merchant_id=merchant_id, name=name, is_demo=is_demo, created_at=now
+    )
+    session.add(merchant)
+    session.flush()
+    session.add(PaymentOptions(merchant_id=merchant_id, updated_at=now, **DEFAULTS))
+    return merchant
+
+
+def get_merchant(session: Session, merchant_id: str) -> Merchant:
+    merchant = session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise MerchantNotFound(f"No merchant {merchant_id!r} exists.")
+    return merchant
+
+
+def demo_merchant(session: Session) -> Merchant | None:
+    return session.scalars(select(Merchant).where(Merchant.is_demo.is_(True))).first()
+
+
+def create_api_key(
+    session: Session, merchant_id: str, *, livemode: bool, publishable: bool = False
+) -> tuple[ApiKey, str]:
+    """Create a key; the plain key is returned once and only its digest is kept."""
+    get_merchant(session, merchant_id)
+    plain = generate_key(livemode, publishable)
+    key = ApiKey(
+        id=new_id("key"),
+        merchant_id=merchant_id,
+        livemode=livemode,
+        kind="publishable" if publishable else "secret",
+        key_hash=hash_key(plain),
+        prefix=plain[:12],
+        last4=plain[-4:],
+        created_at=clock.now(),
+        revoked_at=None,
+    )
+    session.add(key)
+    return key, plain
+
+
+def get_payment_options(session: Session, merchant_id: str) -> PaymentOptions:
+    options = session.get(PaymentOptions, merchant_id)
+    if options is None:  # pragma: no cover - created with the merchant
+        raise MerchantNotFound(f"No merchant {merchant_id!r} exists.")
+    return options
+
+
+def update_payment_options(
+    session: Session, merchant_id: str, data: PaymentOptionsUpdate
+) -> PaymentOptions:
+    options = session.get(PaymentOptions, merchant_id, with_for_update=True)
+    if options is None:  # pragma: no cover - created with the merchant
+        raise MerchantNotFound(f"No merchant {merchant_id!r} exists.")
+    for name in data.model_fields_set:
+        value = getattr(data, name)
+        if value is None and name != "return_url":
+            continue
+        setattr(options, name, value)
+    options.updated_at = clock.now()
+    return options

@@ -1,0 +1,19 @@
+"""ORM tables, one per module; importing this package registers them all on `Base.metadata`."""
+
+from quittance.models.api_key import ApiKey
+from quittance.models.event import Event
+from quittance.models.idempotency_key import IdempotencyKey
+from quittance.models.invoice import Invoice
+from quittance.models.invoice_line_item import InvoiceLineItem
+from quittance.models.merchant import Merchant
+from quittance.models.payment_options import PaymentOptions
+
+__all__ = [
+    "ApiKey",
+    "Event",
+    "IdempotencyKey",
+    "Invoice",
+    "InvoiceLineItem",
+    "Merchant",
+    "PaymentOptions",
+]

@@ -1,0 +1,26 @@
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from quittance.db.base import Base
+from quittance.db.types import UTCDateTime
+
+
+class PaymentOptions(Base):
+    """A merchant's payment options (DESIGN §8, PayCore's "Payment options")."""
+
+    __tablename__ = "payment_options"
+
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
+    invoice_lifetime: Mapped[int]  # seconds
+    attempts_limit: Mapped[int]
+    include_commission: Mapped[bool]
+    allow_public_creation: Mapped[bool]
+    public_fee_details: Mapped[bool]
+    public_zero_fee_badge: Mapped[bool]
+    expose_internal_callback_data: Mapped[bool]
+    descriptor_template: Mapped[str] = mapped_column(String(200))
+    return_url: Mapped[str | None] = mapped_column(String(2048))
+    default_locale: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
