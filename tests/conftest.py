@@ -6,10 +6,16 @@ half of the suite is skipped on a laptop, and fails under CI=true.
 """
 
 import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -100,3 +106,61 @@ def merchants(db: Database) -> MerchantFactory:
 def api(client: TestClient, merchants: MerchantFactory) -> Api:
     """An API client for a brand-new merchant, authenticated with its test key."""
     return Api(client, merchants.create())
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(database_url: str, **env: str) -> LiveServer:
+    """Start `quittance serve` in its own process and wait until it answers."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "QUITTANCE_DATABASE_URL": database_url,
+        "QUITTANCE_BASE_URL": f"http://127.0.0.1:{port}",
+        "QUITTANCE_ENV": "test",
+        "QUITTANCE_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "quittance", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=environment,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return LiveServer(url, process)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the server did not start within 30 s")
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def live_server(database_url: str) -> Iterator[LiveServer]:
+    """A real `quittance serve` process on the test database (worker off)."""
+    server = start_server(database_url, QUITTANCE_EMBEDDED_WORKER="false")
+    yield server
+    stop_server(server)

@@ -43,6 +43,12 @@ class RequestMiddleware:
             await send(message)
 
         try:
+            if "\x00" in scope["path"] or b"%00" in scope["query_string"].lower():
+                await _send_problem(
+                    send_with_id, 400, "invalid_characters", "Invalid characters",
+                    "The URL contains a NUL character, which is not allowed.",
+                )  # fmt: skip
+                return
             if scope["method"] in _BODY_METHODS and scope["path"].startswith("/v1/"):
                 refusal, receive = await self._read_body(headers, receive)
                 if refusal is not None:

@@ -4,16 +4,56 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from quittance.domain.money import MAX_AMOUNT, CurrencyNotSupported, normalize_currency
 
 
 class StrictModel(BaseModel):
-    """A request body: unknown fields are refused and values are not coerced."""
+    """A request body: unknown fields are refused, values are not coerced, and text holds no
+    NUL characters (PostgreSQL cannot store them, and no invoice field needs one)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        path = _find_nul(data, "")
+        if path is not None:
+            raise PydanticCustomError(
+                "invalid_characters",
+                "{field} contains a NUL character, which is not allowed.",
+                {"field": path or "The body"},
+            )
+        return data
+
+
+def _find_nul(value: Any, path: str) -> str | None:
+    """Return the path of the first string (or key) holding a NUL character, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return path or "a key"
+            found = _find_nul(item, inner)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _find_nul(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None
 
 
 def _amount(value: Any) -> int:

@@ -60,6 +60,8 @@ def list_query(merchant_id: str, livemode: bool) -> Select[tuple[Event]]:
 
 
 def get_event(session: Session, merchant_id: str, livemode: bool, event_id: str) -> Event:
+    if not (event_id.startswith("evt_") and len(event_id) == 30 and event_id[4:].isalnum()):
+        raise NotFound(f"No event {event_id!r} exists.", code="event_not_found")
     event = session.scalars(list_query(merchant_id, livemode).where(Event.id == event_id)).first()
     if event is None:
         raise NotFound(f"No event {event_id!r} exists.", code="event_not_found")

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.orm import Session, selectinload
 
 from quittance.auth.dependencies import Caller
@@ -39,8 +39,9 @@ def get(session: Session, caller: Caller, invoice_id: str, *, lock: bool = False
     return session.scalars(query).first()
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def is_invoice_id(value: str) -> bool:
+    """Tell whether `value` has the shape of an invoice id (anything else cannot exist)."""
+    return len(value) == 30 and value.startswith("inv_") and value[4:].isalnum()
 
 
 def filtered(caller: Caller, filters: InvoiceFilters) -> Select[tuple[Invoice]]:
@@ -62,21 +63,15 @@ def filtered(caller: Caller, filters: InvoiceFilters) -> Select[tuple[Invoice]]:
     if filters.created_lte is not None:
         query = query.where(Invoice.created_at <= filters.created_lte)
     if filters.q:
-        pattern = f"%{_escape_like(filters.q)}%"
-        query = query.where(
-            or_(
-                *(
-                    column.ilike(pattern, escape="\\")
-                    for column in (
-                        Invoice.reference,
-                        Invoice.description,
-                        Invoice.customer_email,
-                        Invoice.customer_name,
-                    )
-                )
-            )
-        )
+        query = query.where(Invoice.search_text.contains(filters.q.casefold(), autoescape=True))
     return query
+
+
+def search_text(invoice: Invoice) -> str:
+    """The text free-text search looks in, case-folded (one field per line)."""
+    fields = (invoice.reference, invoice.description, invoice.customer_email,
+              invoice.customer_name)  # fmt: skip
+    return "\n".join(field for field in fields if field).casefold()
 
 
 def page(

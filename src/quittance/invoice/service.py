@@ -139,6 +139,7 @@ def create_invoice(session: Session, caller: Caller, data: InvoiceCreate, base_u
         finalized_at=None if draft else now,
         line_items=built,
     )
+    invoice.search_text = repository.search_text(invoice)
     session.add(invoice)
     session.flush()  # the event row references the invoice row
     row = apply_transition(None, Status(invoice.status),
@@ -203,6 +204,7 @@ def update_invoice(
         invoice.line_items.clear()
     for name, value in changes.items():
         setattr(invoice, name, value)
+    invoice.search_text = repository.search_text(invoice)
     invoice.updated_at = clock.now()
     events.record(
         session,

@@ -3,7 +3,7 @@
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from quittance.api.schemas import StrictModel, Url
@@ -55,10 +55,19 @@ class PaymentOptionsUpdate(StrictModel):
         if unknown:
             raise PydanticCustomError(
                 "invalid_placeholder",
-                "Unknown placeholder {names}; use {{merchant}}, {{reference}} or {{invoice_id}}.",
+                "Unknown placeholder {names}; the template may use merchant, reference and "
+                "invoice_id, each in braces.",
                 {"names": ", ".join(sorted(unknown))},
             )
         return value
+
+
+    @model_validator(mode="after")
+    def _no_null_settings(self) -> "PaymentOptionsUpdate":
+        for name in self.model_fields_set - {"return_url"}:
+            if getattr(self, name) is None:
+                raise PydanticCustomError("field_not_nullable", f"{name} cannot be null.")
+        return self
 
 
 class PaymentOptionsOut(BaseModel):

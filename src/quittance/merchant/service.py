@@ -76,9 +76,6 @@ def update_payment_options(
     if options is None:  # pragma: no cover - created with the merchant
         raise MerchantNotFound(f"No merchant {merchant_id!r} exists.")
     for name in data.model_fields_set:
-        value = getattr(data, name)
-        if value is None and name != "return_url":
-            continue
-        setattr(options, name, value)
+        setattr(options, name, getattr(data, name))
     options.updated_at = clock.now()
     return options

@@ -2,7 +2,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from quittance.db.base import Base
@@ -48,6 +48,9 @@ class Invoice(Base):
     attempts_count: Mapped[int] = mapped_column(default=0)
     last_payment_error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+    # Reference, description and customer, case-folded in Python so free-text search behaves
+    # the same on SQLite (whose LIKE folds ASCII only) and PostgreSQL.
+    search_text: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finalized_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -103,6 +103,7 @@ def upgrade() -> None:
         sa.Column("attempts_count", sa.BigInteger(), nullable=False),
         sa.Column("last_payment_error", sa.JSON(), nullable=True),
         sa.Column("metadata", sa.JSON(), nullable=False),
+        sa.Column("search_text", sa.Text(), nullable=False),
         sa.Column("created_at", quittance.db.types.UTCDateTime(), nullable=False),
         sa.Column("updated_at", quittance.db.types.UTCDateTime(), nullable=False),
         sa.Column("finalized_at", quittance.db.types.UTCDateTime(), nullable=True),

@@ -1,0 +1,3 @@
+from quittance.cli import main
+
+main()
