@@ -24,7 +24,7 @@ class InvoiceFilters:
     q: str | None = None
 
 
-def scoped(caller: Caller) -> Select[tuple[Invoice]]:
+def scoped(caller: Caller) -> Select[Invoice]:
     return (
         select(Invoice)
         .where(Invoice.merchant_id == caller.merchant_id, Invoice.livemode == caller.livemode)
@@ -44,7 +44,7 @@ def is_invoice_id(value: str) -> bool:
     return len(value) == 30 and value.startswith("inv_") and value[4:].isalnum()
 
 
-def filtered(caller: Caller, filters: InvoiceFilters) -> Select[tuple[Invoice]]:
+def filtered(caller: Caller, filters: InvoiceFilters) -> Select[Invoice]:
     query = scoped(caller)
     if filters.statuses:
         query = query.where(Invoice.status.in_(filters.statuses))
@@ -76,7 +76,7 @@ def search_text(invoice: Invoice) -> str:
 
 def page(
     session: Session,
-    query: Select[tuple[Invoice]],
+    query: Select[Invoice],
     *,
     limit: int,
     starting_after: str | None,

@@ -38,7 +38,7 @@ class LineItemIn(StrictModel):
     tax_rate: Rate = Field(default=Decimal(0), description='Percent, as a string: "19", "7.5"')
 
 
-_EXAMPLE = {
+_EXAMPLE: dict[str, Any] = {
     "amount": 1999,
     "currency": "EUR",
     "reference": "order-1042",
