@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 ## Start the server on SQLite with a demo merchant (its test key and a first curl are printed).
+run: export QUITTANCE_ENV ?= development
+run: export QUITTANCE_BASE_URL ?= http://$(HOST):$(PORT)
 run: $(STAMP)
-	QUITTANCE_BASE_URL=$${QUITTANCE_BASE_URL:-http://$(HOST):$(PORT)} $(BIN)/quittance demo
-	QUITTANCE_BASE_URL=$${QUITTANCE_BASE_URL:-http://$(HOST):$(PORT)} $(BIN)/quittance serve --host $(HOST) --port $(PORT)
+	$(BIN)/quittance demo
+	$(BIN)/quittance serve --host $(HOST) --port $(PORT)
 
 ## Run the whole suite (database tests run on SQLite, and on PostgreSQL when it is reachable).
 test: $(STAMP)

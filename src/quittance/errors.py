@@ -38,6 +38,13 @@ _FIELD_CODES = {
     "bool_parsing": "invalid_type",
     "value_error": "invalid_value",
 }
+# Other pydantic-core error types a request can trigger: reported as `invalid_value`.
+_PYDANTIC_OTHER = frozenset(
+    {"assertion_error", "finite_number", "multiple_of", "string_unicode", "url_parsing",
+     "recursion_loop", "date_from_datetime_inexact", "datetime_future", "datetime_past",
+     "timezone_aware", "timezone_naive", "decimal_max_digits", "decimal_max_places",
+     "decimal_whole_digits", "union_tag_invalid", "union_tag_not_found", "missing_argument"}
+)  # fmt: skip
 
 
 def problem_body(
@@ -82,10 +89,14 @@ def field_errors(raw: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
     for error in raw:
         location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query")]
         kind = str(error.get("type", "invalid_value"))
-        if kind.endswith("_type") or kind in ("model_attributes_type", "dict_type", "list_type"):
+        if kind in _FIELD_CODES:
+            code = _FIELD_CODES[kind]
+        elif kind.endswith("_type") or "_parsing" in kind:
             code = "invalid_type"
+        elif kind in _PYDANTIC_OTHER:
+            code = "invalid_value"
         else:
-            code = _FIELD_CODES.get(kind, kind)
+            code = kind  # a Quittance code raised with PydanticCustomError
         message = str(error.get("msg", "Invalid value."))
         message = message.removeprefix("Value error, ")
         if code == "unknown_field":

@@ -27,7 +27,7 @@ class Caller:
 class KeyCache:
     """A short-lived cache of key digests, so the hot path skips one query per request.
 
-    Revoking a key clears it here at once; other processes see the revocation within `ttl`.
+    A key revoked in the database stops working everywhere within `ttl` seconds.
     """
 
     def __init__(self, ttl: float = 5.0, size: int = 10_000) -> None:

@@ -53,7 +53,7 @@ STATUSES: tuple[StatusInfo, ...] = (
     StatusInfo(Status.EXPIRED, True, False,
                "The lifetime passed without full payment; money it had received stays refundable."),
     StatusInfo(Status.TERMINATED, True, False,
-               "The payer gave up on the hosted page before the lifetime ended."),
+               "The payer gave up on the hosted page; money it had received stays refundable."),
     StatusInfo(Status.CANCELLED, True, False,
                "The merchant cancelled before money moved (or released an authorisation)."),
     StatusInfo(Status.REFUNDING, False, True, "A refund is under way."),
@@ -118,6 +118,8 @@ _REFUNDABLE_SOURCES = (
     S.TERMINATED,
 )
 _SETTLING_SOURCES = (S.PROCESSING, S.PROCESS_PENDING)
+# A failed attempt that leaves attempts returns to a payable status; its event says what happened.
+_FAILED = "invoice.payment_failed"
 
 TRANSITIONS: tuple[Transition, ...] = (
     _t(None, S.CREATED, T.CREATE, "invoice.created"),
@@ -133,8 +135,8 @@ TRANSITIONS: tuple[Transition, ...] = (
     *(_t(src, S.PROCESSED, T.PAYMENT_SUCCEEDED) for src in _SETTLING_SOURCES),
     *(_t(src, S.PARTIALLY_PROCESSED, T.PAYMENT_PARTIAL) for src in _SETTLING_SOURCES),
     # A failed attempt returns the invoice to where it was: unpaid or partly paid.
-    *(_t(src, S.CREATED, T.PAYMENT_FAILED) for src in _SETTLING_SOURCES),
-    *(_t(src, S.PARTIALLY_PROCESSED, T.PAYMENT_FAILED) for src in _SETTLING_SOURCES),
+    *(_t(src, S.CREATED, T.PAYMENT_FAILED, _FAILED) for src in _SETTLING_SOURCES),
+    *(_t(src, S.PARTIALLY_PROCESSED, T.PAYMENT_FAILED, _FAILED) for src in _SETTLING_SOURCES),
     *(_t(src, S.PROCESS_FAILED, T.ATTEMPTS_EXHAUSTED) for src in _SETTLING_SOURCES),
     _t(S.PROCESSING, S.PROCESS_PENDING, T.PAYMENT_PENDING),
     _t(S.PROCESSED, S.CANCELLED, T.CANCEL_AUTHORIZATION),

@@ -12,8 +12,8 @@ async def _idempotent_request(
     idempotency_key: Annotated[
         str | None,
         Header(
-            description="Any unique string (a UUID, say) to make retries safe for 72 hours.",
-            max_length=300,
+            description="Any unique string (a UUID, say) to make retries safe for 72 hours; "
+            "1 to 255 printable ASCII characters.",
         ),
     ] = None,
 ) -> IdempotentRequest:

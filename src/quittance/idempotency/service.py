@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.responses import Response
@@ -190,5 +190,19 @@ def validate_key(raw: str | None) -> str | None:
 def purge_expired(session: Session, limit: int = 1000) -> int:
     """Delete keys older than the retention period; return how many went."""
     now = clock.now()
-    result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= now))
-    return int(getattr(result, "rowcount", 0) or 0)
+    expired = (
+        select(IdempotencyKey.merchant_id, IdempotencyKey.livemode, IdempotencyKey.key)
+        .where(IdempotencyKey.expires_at <= now)
+        .limit(limit)
+    )
+    rows = session.execute(expired).all()
+    for merchant_id, livemode, key in rows:
+        session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.merchant_id == merchant_id,
+                IdempotencyKey.livemode == livemode,
+                IdempotencyKey.key == key,
+                IdempotencyKey.expires_at <= now,
+            )
+        )
+    return len(rows)

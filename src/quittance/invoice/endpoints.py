@@ -13,7 +13,7 @@ from quittance.api.responses import dumps, json_response, page
 from quittance.auth.dependencies import CallerDep
 from quittance.domain.errors import NotFound, ValidationFailed
 from quittance.domain.invoice import Status
-from quittance.domain.money import CurrencyNotSupported, normalize_currency
+from quittance.domain.money import MAX_AMOUNT, CurrencyNotSupported, normalize_currency
 from quittance.event.service import render_event
 from quittance.idempotency.dependencies import IdempotentDep
 from quittance.invoice import repository, service
@@ -94,7 +94,13 @@ def _filters(
     def utc(value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # an offset pushes it past year 1 or 9999: clamp to the end
+            edge = datetime.max if value.year > 1 else datetime.min
+            return edge.replace(tzinfo=UTC)
 
     return InvoiceFilters(
         statuses=tuple(statuses),
@@ -125,8 +131,8 @@ def list_invoices(
     reference: Annotated[str | None, Query(max_length=255)] = None,
     customer_email: Annotated[str | None, Query(max_length=320)] = None,
     currency: Annotated[str | None, Query(max_length=3)] = None,
-    amount_gte: Annotated[int | None, Query(ge=0)] = None,
-    amount_lte: Annotated[int | None, Query(ge=0)] = None,
+    amount_gte: Annotated[int | None, Query(ge=0, le=MAX_AMOUNT)] = None,
+    amount_lte: Annotated[int | None, Query(ge=0, le=MAX_AMOUNT)] = None,
     created_gte: datetime | None = None,
     created_lte: datetime | None = None,
     q: Annotated[
@@ -142,6 +148,13 @@ def list_invoices(
     ending_before: Cursor = None,
 ) -> Response:
     """List invoices, newest first, with filters and cursor pagination."""
+    if starting_after is not None and ending_before is not None:
+        message = "Give starting_after or ending_before, not both."
+        raise ValidationFailed(
+            message,
+            code="cursor_conflict",
+            errors=[{"field": "ending_before", "code": "cursor_conflict", "message": message}],
+        )
     filters = _filters(status, reference, customer_email, currency, amount_gte, amount_lte,
                        created_gte, created_lte, q)  # fmt: skip
     now = clock.now()
@@ -159,7 +172,8 @@ def list_invoices(
             ending_before=ending_before,
         )
     data = [render_invoice(invoice, settings.public_base_url) for invoice in invoices]
-    return json_response(200, dumps(page(data, has_more, "/v1/invoices")))
+    body = page(data, has_more, "/v1/invoices", backwards=ending_before is not None)
+    return json_response(200, dumps(body))
 
 
 @router.patch("/invoices/{invoice_id}", response_model=InvoiceOut, responses=_ERRORS)

@@ -101,7 +101,7 @@ def _total(built: list[InvoiceLineItem]) -> int:
 
 def create_invoice(session: Session, caller: Caller, data: InvoiceCreate, base_url: str) -> Invoice:
     """Create an invoice (or a draft) with the merchant's default lifetime and attempts."""
-    options = get_payment_options(session, caller.merchant_id)
+    options = get_payment_options(session, caller.merchant_id, caller.livemode)
     now = clock.now()
     invoice_id = new_id("inv")
     built = _build_lines(invoice_id, caller.merchant_id, data.line_items or [])
@@ -181,6 +181,8 @@ def update_invoice(
             invoice_status=invoice.status,
         )
     fields = data.model_fields_set
+    if not fields:
+        return invoice
     changes: dict[str, Any] = {}
     simple = ("currency", "reference", "description", "return_url", "lifetime", "attempts_limit")
     for name in simple:

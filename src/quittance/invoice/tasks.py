@@ -18,8 +18,13 @@ def expire_overdue(session: Session, base_url: str, *, limit: int = 200) -> int:
 
 
 def expire_overdue_for(session: Session, caller: Caller, base_url: str) -> int:
-    """Expire one merchant's overdue invoices in one mode (before a list is shown)."""
-    invoices = repository.overdue(session, clock.now(), limit=1000, caller=caller)
-    for invoice in invoices:
-        change_status(session, invoice, Status.EXPIRED, Trigger.EXPIRE, base_url)
-    return len(invoices)
+    """Expire all of one merchant's overdue invoices in one mode (before a list is shown)."""
+    total = 0
+    while True:
+        invoices = repository.overdue(session, clock.now(), limit=500, caller=caller)
+        for invoice in invoices:
+            change_status(session, invoice, Status.EXPIRED, Trigger.EXPIRE, base_url)
+        session.flush()
+        total += len(invoices)
+        if len(invoices) < 500:
+            return total

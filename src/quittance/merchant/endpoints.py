@@ -17,9 +17,11 @@ router = APIRouter(prefix="/v1/settings", tags=["settings"])
 
 @router.get("/payment_options", response_model=PaymentOptionsOut)
 def get_payment_options(caller: CallerDep, db: DbDep) -> Response:
-    """Read the payment options that new invoices take their defaults from."""
+    """Read the payment options that new invoices take their defaults from.
+
+    Test and live mode each have their own set; the key used chooses which."""
     with db.read() as session:
-        options = service.get_payment_options(session, caller.merchant_id)
+        options = service.get_payment_options(session, caller.merchant_id, caller.livemode)
         return json_response(200, dumps(render_options(options)))
 
 
@@ -28,7 +30,8 @@ def update_payment_options(body: PaymentOptionsUpdate, run: IdempotentDep) -> Re
     """Change payment options; invoices already created keep their lifetime and attempts."""
 
     def handle(session: Any) -> tuple[int, dict[str, Any]]:
-        options = service.update_payment_options(session, run.caller.merchant_id, body)
+        caller = run.caller
+        options = service.update_payment_options(session, caller.merchant_id, caller.livemode, body)
         return 200, render_options(options)
 
     return run.run(handle)

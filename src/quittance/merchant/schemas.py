@@ -61,7 +61,6 @@ class PaymentOptionsUpdate(StrictModel):
             )
         return value
 
-
     @model_validator(mode="after")
     def _no_null_settings(self) -> "PaymentOptionsUpdate":
         for name in self.model_fields_set - {"return_url"}:
@@ -74,6 +73,7 @@ class PaymentOptionsOut(BaseModel):
     model_config = ConfigDict(title="PaymentOptions")
 
     object: Literal["payment_options"]
+    livemode: bool
     invoice_lifetime: int = Field(description="Seconds; expires_at = finalized_at + lifetime")
     attempts_limit: int
     include_commission: bool
@@ -88,7 +88,7 @@ class PaymentOptionsOut(BaseModel):
 
 
 def render_options(options: PaymentOptions) -> dict[str, Any]:
-    document: dict[str, Any] = {"object": "payment_options"}
+    document: dict[str, Any] = {"object": "payment_options", "livemode": options.livemode}
     for name in DEFAULTS:
         document[name] = getattr(options, name)
     document["updated_at"] = isoformat(options.updated_at)

@@ -26,7 +26,10 @@ def create_merchant(session: Session, name: str, *, is_demo: bool = False) -> Me
     )
     session.add(merchant)
     session.flush()
-    session.add(PaymentOptions(merchant_id=merchant_id, updated_at=now, **DEFAULTS))
+    for livemode in (False, True):
+        session.add(
+            PaymentOptions(merchant_id=merchant_id, livemode=livemode, updated_at=now, **DEFAULTS)
+        )
     return merchant
 
 
@@ -62,17 +65,17 @@ def create_api_key(
     return key, plain
 
 
-def get_payment_options(session: Session, merchant_id: str) -> PaymentOptions:
-    options = session.get(PaymentOptions, merchant_id)
+def get_payment_options(session: Session, merchant_id: str, livemode: bool) -> PaymentOptions:
+    options = session.get(PaymentOptions, (merchant_id, livemode))
     if options is None:  # pragma: no cover - created with the merchant
         raise MerchantNotFound(f"No merchant {merchant_id!r} exists.")
     return options
 
 
 def update_payment_options(
-    session: Session, merchant_id: str, data: PaymentOptionsUpdate
+    session: Session, merchant_id: str, livemode: bool, data: PaymentOptionsUpdate
 ) -> PaymentOptions:
-    options = session.get(PaymentOptions, merchant_id, with_for_update=True)
+    options = session.get(PaymentOptions, (merchant_id, livemode), with_for_update=True)
     if options is None:  # pragma: no cover - created with the merchant
         raise MerchantNotFound(f"No merchant {merchant_id!r} exists.")
     for name in data.model_fields_set:

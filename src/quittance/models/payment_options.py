@@ -8,11 +8,13 @@ from quittance.db.types import UTCDateTime
 
 
 class PaymentOptions(Base):
-    """A merchant's payment options (DESIGN §8, PayCore's "Payment options")."""
+    """A merchant's payment options (DESIGN §8, PayCore's "Payment options"), one set per mode,
+    so trying a setting with a test key never changes how live invoices behave."""
 
     __tablename__ = "payment_options"
 
     merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
+    livemode: Mapped[bool] = mapped_column(primary_key=True)
     invoice_lifetime: Mapped[int]  # seconds
     attempts_limit: Mapped[int]
     include_commission: Mapped[bool]

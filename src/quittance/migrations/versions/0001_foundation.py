@@ -132,6 +132,7 @@ def upgrade() -> None:
     op.create_table(
         "payment_options",
         sa.Column("merchant_id", sa.String(length=40), nullable=False),
+        sa.Column("livemode", sa.Boolean(), nullable=False),
         sa.Column("invoice_lifetime", sa.BigInteger(), nullable=False),
         sa.Column("attempts_limit", sa.BigInteger(), nullable=False),
         sa.Column("include_commission", sa.Boolean(), nullable=False),
@@ -146,7 +147,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["merchant_id"], ["merchants.id"], name=op.f("fk_payment_options_merchant_id_merchants")
         ),
-        sa.PrimaryKeyConstraint("merchant_id", name=op.f("pk_payment_options")),
+        sa.PrimaryKeyConstraint("merchant_id", "livemode", name=op.f("pk_payment_options")),
     )
     op.create_table(
         "events",
