@@ -257,7 +257,9 @@ def expire_now(session: Session, caller: Caller, invoice_id: str, base_url: str)
             code="invoice_not_expirable",
             invoice_status=invoice.status,
         )
-    invoice.expires_at = clock.now()
+    now = clock.now()
+    if invoice.expires_at is None or invoice.expires_at > now:
+        invoice.expires_at = now
     change_status(session, invoice, Status.EXPIRED, Trigger.EXPIRE, base_url)
     return invoice
 
