@@ -1,9 +1,10 @@
 """Settings from `QUITTANCE_*` environment variables, read when the app or CLI starts."""
 
-from typing import Literal
+from datetime import timedelta
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "change-me-in-production"
 
@@ -24,11 +25,52 @@ class Settings(BaseSettings):
     # Whether `serve` runs the background worker in the same process.
     embedded_worker: bool = True
     log_level: str = "INFO"
+    # Webhooks. Hosts (names, addresses or networks such as 10.0.0.0/8) that endpoints may
+    # target although they are private or loopback; comma-separated in the environment.
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = []
+    # Seconds one webhook request may take (10 to 15 in production; less in tests).
+    webhook_timeout: float = Field(default=10.0, gt=0, le=15)
+    # How long a worker owns a delivery it sends; a dead worker's deliveries return after it.
+    webhook_lease: timedelta = timedelta(seconds=60)
+    # Larger event payloads are sent without `data` (`data_omitted: true`); fetch the event.
+    webhook_max_payload_bytes: int = Field(default=262_144, ge=1024, le=16 * 1024 * 1024)
+    # An endpoint whose attempts have failed for this long is disabled, and the merchant told.
+    webhook_disable_after: timedelta = timedelta(days=5)
+    # After a secret rotation, how long the old secret still signs (both signatures are sent).
+    webhook_secret_overlap: timedelta = timedelta(hours=24)
+    # Seconds the worker waits between looks for due webhooks when idle (the latency floor).
+    webhook_poll_interval: float = Field(default=0.2, gt=0, le=60)
+    # Endpoints one worker sends to at the same time.
+    webhook_concurrency: int = Field(default=8, ge=1, le=64)
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator(
+        "webhook_lease", "webhook_disable_after", "webhook_secret_overlap", mode="before"
+    )
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        # Plain numbers in the environment are seconds; ISO 8601 durations (`P5D`) work too.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> "Settings":
         if self.env == "production" and self.secret_key == PLACEHOLDER_SECRET:
             raise ValueError("QUITTANCE_SECRET_KEY must be set to a real secret in production")
+        if self.env == "production" and not 10 <= self.webhook_timeout <= 15:
+            raise ValueError("QUITTANCE_WEBHOOK_TIMEOUT must be 10 to 15 seconds in production")
+        if self.webhook_lease.total_seconds() < self.webhook_timeout + 1:
+            raise ValueError("QUITTANCE_WEBHOOK_LEASE must be longer than the webhook timeout")
         return self
 
     @property

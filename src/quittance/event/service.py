@@ -9,6 +9,7 @@ from quittance import clock
 from quittance.domain.errors import NotFound
 from quittance.domain.ids import new_id
 from quittance.models import Event
+from quittance.webhook.outbox import enqueue_deliveries
 
 
 def record(
@@ -23,7 +24,11 @@ def record(
     status: str | None = None,
     trigger: str | None = None,
 ) -> Event:
-    """Add an event to the current unit of work (committed with the change it describes)."""
+    """Add an event to the current unit of work (committed with the change it describes).
+
+    Its webhook deliveries, one per enabled endpoint that subscribes to it, are added to the
+    same unit of work: the transactional outbox.
+    """
     event = Event(
         id=new_id("evt"),
         merchant_id=merchant_id,
@@ -37,6 +42,7 @@ def record(
         created_at=clock.now(),
     )
     session.add(event)
+    enqueue_deliveries(session, event)
     return event
 
 
@@ -55,7 +61,7 @@ def render_event(event: Event) -> dict[str, Any]:
     }
 
 
-def list_query(merchant_id: str, livemode: bool) -> Select[tuple[Event]]:
+def list_query(merchant_id: str, livemode: bool) -> Select[Event]:
     return select(Event).where(Event.merchant_id == merchant_id, Event.livemode == livemode)
 
 

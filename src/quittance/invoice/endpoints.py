@@ -99,8 +99,7 @@ def _filters(
         try:
             return value.astimezone(UTC)
         except OverflowError:  # an offset pushes it past year 1 or 9999: clamp to the end
-            edge = datetime.max if value.year > 1 else datetime.min
-            return edge.replace(tzinfo=UTC)
+            return _CALENDAR_END if value.year > 1 else _CALENDAR_START
 
     return InvoiceFilters(
         statuses=tuple(statuses),
@@ -115,6 +114,8 @@ def _filters(
     )
 
 
+_CALENDAR_START = datetime(1, 1, 1, tzinfo=UTC)
+_CALENDAR_END = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 Cursor = Annotated[str | None, Query(pattern=r"^inv_[0-9A-Z]{26}$")]
 
 

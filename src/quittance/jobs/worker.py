@@ -1,4 +1,4 @@
-"""The worker loop: expiry, idempotency-key clean-up (and, later, settlement and webhooks).
+"""The worker loop: expiry, idempotency-key clean-up, webhook dispatch (and, later, settlement).
 
 Each job runs in its own unit of work. On PostgreSQL rows are claimed with
 `FOR UPDATE SKIP LOCKED`, so any number of workers can run side by side.
@@ -16,6 +16,7 @@ from quittance.config import Settings
 from quittance.db.uow import Database
 from quittance.idempotency.service import purge_expired
 from quittance.invoice.tasks import expire_overdue
+from quittance.webhook.dispatcher import Dispatcher
 
 log = logging.getLogger("quittance.worker")
 
@@ -27,6 +28,7 @@ class Worker:
     db: Database
     settings: Settings
     stop_event: threading.Event = field(default_factory=threading.Event)
+    dispatcher: Dispatcher | None = None
 
     def jobs(self) -> list[tuple[str, Job]]:
         base_url = self.settings.public_base_url
@@ -45,15 +47,40 @@ class Worker:
             except Exception:
                 log.exception("worker job %s failed", name)
                 done[name] = 0
+        done["dispatch_webhooks"] = self.dispatch()
         return done
 
+    def dispatch(self) -> int:
+        """Send due webhooks; the dispatcher commits on its own (claim, send, record)."""
+        try:
+            if self.dispatcher is None:
+                self.dispatcher = Dispatcher(self.db, self.settings)
+            return self.dispatcher.run_once()
+        except Exception:
+            log.exception("worker job dispatch_webhooks failed")
+            return 0
+
     def run(self) -> None:
-        """Loop until stopped; go again at once while there is work, else sleep."""
+        """Loop until stopped; go again at once while there is work, else sleep.
+
+        Between rounds of every job, webhooks are polled every `webhook_poll_interval`, so a
+        committed event waits for that, not for the slower `worker_interval`.
+        """
         log.info("worker started on %s", self.db.backend)
+        next_round = 0.0
         while not self.stop_event.is_set():
-            done = self.run_once()
-            if not any(done.values()):
-                self.stop_event.wait(self.settings.worker_interval)
+            if time.monotonic() >= next_round:
+                busy = any(self.run_once().values())
+                next_round = time.monotonic() + (0 if busy else self.settings.worker_interval)
+            else:
+                busy = self.dispatch() > 0
+            if not busy:
+                wait = min(self.settings.webhook_poll_interval, next_round - time.monotonic())
+                if wait > 0:
+                    self.stop_event.wait(wait)
+        if self.dispatcher is not None:
+            self.dispatcher.close()
+            self.dispatcher = None
         log.info("worker stopped")
 
     def start_thread(self) -> threading.Thread:

@@ -7,6 +7,9 @@ from quittance.models.invoice import Invoice
 from quittance.models.invoice_line_item import InvoiceLineItem
 from quittance.models.merchant import Merchant
 from quittance.models.payment_options import PaymentOptions
+from quittance.models.webhook_attempt import WebhookAttempt
+from quittance.models.webhook_delivery import WebhookDelivery
+from quittance.models.webhook_endpoint import WebhookEndpoint
 
 __all__ = [
     "ApiKey",
@@ -16,4 +19,7 @@ __all__ = [
     "InvoiceLineItem",
     "Merchant",
     "PaymentOptions",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]
