@@ -4,9 +4,10 @@ import pytest
 from sqlalchemy import func, select
 
 from quittance.db.uow import Database
+from quittance.domain.ids import new_ordered_id
 from quittance.event import service as events
 from quittance.models import Event, WebhookDelivery
-from quittance.webhook.outbox import matches, new_delivery_id
+from quittance.webhook.outbox import matches
 from tests.factories import Api, snapshot
 from tests.webhook.conftest import create_endpoint, deliveries_of
 from tests.webhook.receiver import Receiver
@@ -30,7 +31,7 @@ def test_matches() -> None:
 
 
 def test_delivery_ids_keep_the_order_they_were_made_in() -> None:
-    ids = [new_delivery_id() for _ in range(5000)]
+    ids = [new_ordered_id("whd") for _ in range(5000)]
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
     assert all(i.startswith("whd_") and len(i) == 30 for i in ids)

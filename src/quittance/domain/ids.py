@@ -6,6 +6,7 @@ base32, so ids sort by creation time and cannot be guessed from one another.
 
 import os
 import secrets
+import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -29,6 +30,27 @@ def new_id(prefix: str, *, now_ms: int | None = None) -> str:
         raise ValueError(f"unknown id prefix {prefix!r}")
     millis = int(time.time() * 1000) if now_ms is None else now_ms
     value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+    return f"{prefix}_{_encode(value, 26)}"
+
+
+_ordered_lock = threading.Lock()
+_ordered_last = 0
+
+
+def new_ordered_id(prefix: str) -> str:
+    """Return an id greater than every one this process made before.
+
+    Same shape as `new_id`, but two ids made in the same millisecond still sort in the order
+    they were made (used where order matters, such as one endpoint's webhook deliveries).
+    """
+    global _ordered_last
+    if prefix not in PREFIXES:
+        raise ValueError(f"unknown id prefix {prefix!r}")
+    with _ordered_lock:
+        value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+        if value <= _ordered_last:
+            value = _ordered_last + 1
+        _ordered_last = value
     return f"{prefix}_{_encode(value, 26)}"
 
 

@@ -4,14 +4,12 @@
 and its deliveries are committed together with the change that caused them, or not at all.
 """
 
-import os
-import threading
-import time
 from typing import Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from quittance.domain.ids import new_ordered_id
 from quittance.models import Event, WebhookDelivery, WebhookEndpoint
 
 PENDING: Final = "pending"
@@ -20,34 +18,6 @@ FAILED: Final = "failed"
 
 # Sent only to the endpoint it tests, never fanned out.
 TEST_EVENT: Final = "webhook_endpoint.test"
-
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_lock = threading.Lock()
-_last = 0
-
-
-def _encode(value: int) -> str:
-    chars = []
-    for _ in range(26):
-        value, index = divmod(value, 32)
-        chars.append(_ALPHABET[index])
-    return "".join(reversed(chars))
-
-
-def new_delivery_id() -> str:
-    """Return a `whd_` id greater than every one this process made before.
-
-    Same shape as `domain.ids.new_id` (48 bits of milliseconds, 80 random bits), but two ids
-    made in the same millisecond still sort in the order they were made, which is the order
-    an endpoint receives its deliveries in.
-    """
-    global _last
-    with _lock:
-        value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-        if value <= _last:
-            value = _last + 1
-        _last = value
-    return f"whd_{_encode(value)}"
 
 
 def matches(patterns: list[str], event_type: str) -> bool:
@@ -85,7 +55,7 @@ def enqueue_deliveries(session: Session, event: Event) -> list[WebhookDelivery]:
 def new_delivery(event: Event, endpoint_id: str) -> WebhookDelivery:
     """A pending delivery of `event` to one endpoint, due at once."""
     return WebhookDelivery(
-        id=new_delivery_id(),
+        id=new_ordered_id("whd"),
         merchant_id=event.merchant_id,
         livemode=event.livemode,
         endpoint_id=endpoint_id,
