@@ -14,6 +14,9 @@ _CODE_PATTERNS = (
     re.compile(r'PydanticCustomError\(\s*"([a-z_]+)"'),  # field error types
     re.compile(r'\(\s*\d{3},\s*"([a-z_]+)"'),  # problem_body(500, "…") and (413, "…", …)
     re.compile(r'\(\s*"([a-z_]+)",\s*"[A-Z][^"]*",'),  # ("code", "Title", "detail") fallbacks
+    re.compile(r'(?<!get)\(\s*"([a-z_]+)",\s*"[A-Z][^"]*"\)'),  # ("code", "Message.") pairs
+    re.compile(r'[A-Za-z]Error\(\s*"([a-z_]+)",\s*"[A-Z]'),  # SandboxError("code", "message")
+    re.compile(r'\berror_code\s*=\s*"([a-z_]+)"'),  # a provider result's error code
 )
 
 

@@ -12,6 +12,7 @@ from quittance.errors import install_handlers
 from quittance.event import endpoints as event_endpoints
 from quittance.invoice import endpoints as invoice_endpoints
 from quittance.merchant import endpoints as merchant_endpoints
+from quittance.payment import endpoints as payment_endpoints
 from quittance.webhook import endpoints as webhook_endpoints
 
 DESCRIPTION = """
@@ -44,4 +45,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(event_endpoints.router)
     app.include_router(merchant_endpoints.router)
     app.include_router(webhook_endpoints.router)
+    app.include_router(payment_endpoints.router)
+    app.include_router(payment_endpoints.test_helpers)
     return app

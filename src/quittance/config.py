@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     # Endpoints one worker sends to at the same time.
     webhook_concurrency: int = Field(default=8, ge=1, le=64)
 
+    # Payments. Where the sandbox provider keeps its own state ("the provider's side").
+    sandbox_path: str = "./quittance-sandbox.db"
+    # Seconds one provider call may take before it counts as a timeout (and the next
+    # connection is tried).
+    provider_timeout: float = Field(default=10.0, gt=0, le=60)
+    # An attempt whose answer was never recorded (the process died during the provider call)
+    # is looked up at the provider after this many seconds.
+    payment_recovery_after: float = Field(default=30.0, gt=0, le=3600)
+    # Seconds between the worker's questions to the provider about a pending payment.
+    payment_poll_interval: float = Field(default=5.0, gt=0, le=3600)
+
     @field_validator("webhook_allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:

@@ -12,7 +12,8 @@ import time
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 PREFIXES = frozenset(
-    {"mer", "key", "inv", "pay", "re", "can", "dlv", "cus", "pm", "evt", "we", "whd", "ltx", "req"}
+    {"mer", "key", "inv", "pay", "re", "can", "dlv", "cus", "pm", "evt", "we", "whd", "ltx", "req",
+     "pcn"}
 )
 
 

@@ -35,6 +35,8 @@ STALE_AFTER = timedelta(minutes=5)
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 Handler = Callable[[Session], tuple[int, Any]]
+# A handler that opens its own units of work (several commits, e.g. around a provider call).
+StepsHandler = Callable[[Database], tuple[int, Any]]
 
 
 class IdempotencyKeyInvalid(QuittanceError):
@@ -102,6 +104,34 @@ class IdempotentRequest:
             with self.db.write() as session:
                 session.execute(delete(IdempotencyKey).where(*self._row_filter()))
             raise
+
+    def run_steps(self, handler: StepsHandler) -> Response:
+        """Run a handler that commits more than once; its response is stored at the end.
+
+        If the process dies half-way, the key stays in flight until it is stale; the work's
+        own recovery points (and the worker) finish what was started.
+        """
+        if self.key is None:
+            status, payload = handler(self.db)
+            return json_response(status, dumps(payload))
+        replay = self._claim()
+        if replay is not None:
+            return replay
+        try:
+            status, payload = handler(self.db)
+        except QuittanceError as exc:
+            body = error_body(exc)
+            with self.db.write() as session:
+                self._store(session, exc.status, body)
+            return problem_response(exc.status, body)
+        except BaseException:
+            with self.db.write() as session:
+                session.execute(delete(IdempotencyKey).where(*self._row_filter()))
+            raise
+        body = dumps(payload)
+        with self.db.write() as session:
+            self._store(session, status, body)
+        return json_response(status, body)
 
     def _row_filter(self) -> tuple[Any, ...]:
         return (

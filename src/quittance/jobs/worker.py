@@ -1,4 +1,4 @@
-"""The worker loop: expiry, idempotency-key clean-up, webhook dispatch (and, later, settlement).
+"""The worker loop: expiry, idempotency-key clean-up, payment settlement, webhook dispatch.
 
 Each job runs in its own unit of work. On PostgreSQL rows are claimed with
 `FOR UPDATE SKIP LOCKED`, so any number of workers can run side by side.
@@ -16,6 +16,7 @@ from quittance.config import Settings
 from quittance.db.uow import Database
 from quittance.idempotency.service import purge_expired
 from quittance.invoice.tasks import expire_overdue
+from quittance.payment.tasks import settle_open_payments
 from quittance.webhook.dispatcher import Dispatcher
 
 log = logging.getLogger("quittance.worker")
@@ -47,6 +48,12 @@ class Worker:
             except Exception:
                 log.exception("worker job %s failed", name)
                 done[name] = 0
+        try:
+            # Commits on its own: claim, ask the provider (no transaction open), record.
+            done["settle_payments"] = settle_open_payments(self.db, self.settings)
+        except Exception:
+            log.exception("worker job settle_payments failed")
+            done["settle_payments"] = 0
         done["dispatch_webhooks"] = self.dispatch()
         return done
 

@@ -9,6 +9,7 @@ from quittance.domain.errors import NotFound
 from quittance.domain.ids import new_id
 from quittance.merchant.schemas import DEFAULTS, PaymentOptionsUpdate
 from quittance.models import ApiKey, Merchant, PaymentOptions
+from quittance.payment.routing import ensure_defaults
 
 DEMO_NAME = "Demo Shop"
 
@@ -30,6 +31,8 @@ def create_merchant(session: Session, name: str, *, is_demo: bool = False) -> Me
         session.add(
             PaymentOptions(merchant_id=merchant_id, livemode=livemode, updated_at=now, **DEFAULTS)
         )
+    session.flush()
+    ensure_defaults(session, merchant_id, livemode=False)
     return merchant
 
 

@@ -37,6 +37,9 @@ class Invoice(Base):
     paid_late: Mapped[bool] = mapped_column(default=False)
     reference: Mapped[str | None] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(String(1000))
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
+    # Authorised, not yet captured (capture-on-delivery methods); not part of amount_paid.
+    amount_authorized: Mapped[int] = mapped_column(default=0)
     customer_email: Mapped[str | None] = mapped_column(String(320))
     customer_name: Mapped[str | None] = mapped_column(String(200))
     customer_country: Mapped[str | None] = mapped_column(String(2))

@@ -1,0 +1,1 @@
+"""Paying invoices: attempts, routing over provider connections, pending settlement."""

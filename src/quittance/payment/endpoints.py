@@ -1,0 +1,155 @@
+"""`/v1/invoices/{id}/pay`, `/v1/payments`, and the payment test helpers."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import Field
+from sqlalchemy import select
+from starlette.responses import Response
+
+from quittance.api.deps import DbDep, SettingsDep
+from quittance.api.responses import dumps, json_response, page
+from quittance.api.schemas import Amount, StrictModel
+from quittance.auth.dependencies import Caller, CallerDep
+from quittance.config import Settings
+from quittance.db.uow import Database
+from quittance.domain.errors import NotFound, QuittanceError
+from quittance.idempotency.dependencies import IdempotentDep
+from quittance.invoice.schemas import render_invoice
+from quittance.invoice.service import get_invoice
+from quittance.models import Payment
+from quittance.payment import service
+from quittance.payment.schemas import PaymentOut, PayRequest, render_payment
+from quittance.providers.base import PaymentResult
+from quittance.providers.registry import sandbox
+from quittance.providers.sandbox import SandboxError
+
+router = APIRouter(prefix="/v1", tags=["payments"])
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "`invoice_not_found`, `payment_not_found`, `payment_method_not_found`"},
+    409: {"description": "`invoice_not_payable` (names the invoice's status)"},
+    422: {"description": "`payment_method_required`, `payment_method_not_available`, "
+                         "`card_rejected` and validation codes"},
+}  # fmt: skip
+
+
+def _document(db: Database, caller: Caller, payment_id: str, settings: Settings) -> dict[str, Any]:
+    with db.read() as session:
+        payment = service.get_payment(session, caller, payment_id)
+        invoice = get_invoice(session, caller, payment.invoice_id)
+        document = render_payment(payment)
+        document["invoice"] = render_invoice(invoice, settings.public_base_url)
+    return document
+
+
+@router.post("/invoices/{invoice_id}/pay", response_model=PaymentOut, responses=_ERRORS)
+def pay_invoice(
+    invoice_id: str, run: IdempotentDep, settings: SettingsDep, body: PayRequest | None = None
+) -> Response:
+    """Pay an invoice with a saved or inline method, or the customer's default method.
+
+    Answers with the payment (its `status` is `succeeded`, `authorized`, `pending`,
+    `requires_action` or `failed`) and the invoice as it now stands."""
+
+    def handle(db: Database) -> tuple[int, dict[str, Any]]:
+        with db.write() as session:
+            attempt = service.start_attempt(session, run.caller, invoice_id, body, settings)
+        call = service.call_provider(attempt, settings)
+        with db.write() as session:
+            service.record_call(session, attempt, call, settings)
+        return 200, _document(db, run.caller, attempt.payment_id, settings)
+
+    return run.run_steps(handle)
+
+
+@router.get("/payments/{payment_id}", response_model=PaymentOut, responses=_ERRORS)
+def retrieve_payment(
+    payment_id: str, caller: CallerDep, db: DbDep, settings: SettingsDep
+) -> Response:
+    """Retrieve a payment with its invoice."""
+    return json_response(200, dumps(_document(db, caller, payment_id, settings)))
+
+
+@router.get("/payments")
+def list_payments(
+    caller: CallerDep,
+    db: DbDep,
+    invoice: Annotated[str | None, Query(max_length=40)] = None,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    starting_after: Annotated[str | None, Query(pattern=r"^pay_[0-9A-Z]{26}$")] = None,
+) -> Response:
+    """List payments, newest first."""
+    query = select(Payment).where(
+        Payment.merchant_id == caller.merchant_id, Payment.livemode == caller.livemode
+    )
+    if invoice is not None:
+        query = query.where(Payment.invoice_id == invoice)
+    if status is not None:
+        query = query.where(Payment.status == status)
+    if starting_after is not None:
+        query = query.where(Payment.id < starting_after)
+    with db.read() as session:
+        rows = list(session.scalars(query.order_by(Payment.id.desc()).limit(limit + 1)))
+    data = [render_payment(p) for p in rows[:limit]]
+    return json_response(200, dumps(page(data, len(rows) > limit, "/v1/payments")))
+
+
+test_helpers = APIRouter(prefix="/v1/test_helpers", tags=["test helpers"])
+
+
+class SandboxRefused(QuittanceError):
+    status = 409
+    code = "sandbox_refused"
+    title = "The sandbox refused"
+
+
+def _test_mode(caller: Caller) -> None:
+    if caller.livemode:
+        raise NotFound("Test helpers exist in test mode only.", code="not_found")
+
+
+def _resolve(
+    run: Any, payment_id: str, settings: Settings, act: Any
+) -> Response:  # act(sandbox) -> PaymentResult
+    _test_mode(run.caller)
+
+    def handle(db: Database) -> tuple[int, dict[str, Any]]:
+        with db.read() as session:
+            service.get_payment(session, run.caller, payment_id)
+        try:
+            result: PaymentResult = act(sandbox(settings))
+        except SandboxError as exc:
+            raise SandboxRefused(exc.message, code=exc.code) from None
+        with db.write() as session:
+            payment, invoice = service.lock_payment(session, run.caller.merchant_id, payment_id)
+            service.apply_result(session, invoice, payment, result, settings)
+        return 200, _document(db, run.caller, payment_id, settings)
+
+    return run.run_steps(handle)  # type: ignore[no-any-return]
+
+
+@test_helpers.post("/payments/{payment_id}/settle", response_model=PaymentOut)
+def settle_payment(payment_id: str, run: IdempotentDep, settings: SettingsDep) -> Response:
+    """Test mode: a pending sandbox payment succeeds (or a challenge is passed)."""
+    return _resolve(run, payment_id, settings, lambda s: s.resolve(payment_id, succeed=True))
+
+
+@test_helpers.post("/payments/{payment_id}/fail", response_model=PaymentOut)
+def fail_payment(payment_id: str, run: IdempotentDep, settings: SettingsDep) -> Response:
+    """Test mode: a pending sandbox payment fails (or a challenge is failed)."""
+    return _resolve(run, payment_id, settings, lambda s: s.resolve(payment_id, succeed=False))
+
+
+class BankTransfer(StrictModel):
+    payment: str = Field(pattern=r"^pay_[0-9A-Z]{26}$", description="The bank-transfer payment")
+    amount: Amount
+
+
+@test_helpers.post("/bank_transfers", response_model=PaymentOut)
+def bank_transfer(body: BankTransfer, run: IdempotentDep, settings: SettingsDep) -> Response:
+    """Test mode: a bank transfer of any amount arrives for a bank-transfer payment
+    (less than due: `partially_processed`; exact: `processed`; more: overpaid)."""
+    return _resolve(
+        run, body.payment, settings, lambda s: s.receive_transfer(body.payment, body.amount)
+    )

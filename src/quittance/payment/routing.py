@@ -1,0 +1,107 @@
+"""Which methods a merchant accepts, with what limits, through which provider connections."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from quittance import clock
+from quittance.domain.errors import QuittanceError
+from quittance.domain.ids import new_id
+from quittance.models import Invoice, MethodConfig, ProviderConnection
+
+METHODS = ("card", "bank_transfer", "invoice")
+
+
+class PaymentMethodNotAvailable(QuittanceError):
+    status = 422
+    code = "payment_method_not_available"
+    title = "Payment method not available"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A connection to try, copied out of the session for use outside a transaction."""
+
+    connection_id: str
+    provider: str
+    options: dict[str, Any]
+
+
+def ensure_defaults(session: Session, merchant_id: str, livemode: bool) -> None:
+    """Give a test-mode merchant without any set-up the sandbox for every method."""
+    if livemode:
+        return
+    exists = session.scalar(
+        select(ProviderConnection.id).where(
+            ProviderConnection.merchant_id == merchant_id,
+            ProviderConnection.livemode.is_(False),
+        )
+    )
+    if exists is not None:
+        return
+    now = clock.now()
+    connection = ProviderConnection(
+        id=new_id("pcn"), merchant_id=merchant_id, livemode=False, provider="sandbox",
+        name="Sandbox", options={}, enabled=True, created_at=now, updated_at=now,
+    )  # fmt: skip
+    session.add(connection)
+    for method in METHODS:
+        if session.get(MethodConfig, (merchant_id, False, method)) is None:
+            session.add(
+                MethodConfig(
+                    merchant_id=merchant_id, livemode=False, method=method, enabled=True,
+                    min_amount=None, max_amount=None, countries=None, currencies=None,
+                    connection_ids=[connection.id], updated_at=now,
+                )
+            )  # fmt: skip
+    session.flush()
+
+
+def method_configs(session: Session, merchant_id: str, livemode: bool) -> list[MethodConfig]:
+    return list(
+        session.scalars(
+            select(MethodConfig)
+            .where(MethodConfig.merchant_id == merchant_id, MethodConfig.livemode == livemode)
+            .order_by(MethodConfig.method)
+        )
+    )
+
+
+def unavailable_reason(config: MethodConfig | None, invoice: Invoice, amount: int,
+                       country: str | None) -> str | None:  # fmt: skip
+    """Say why a method cannot pay this invoice, or None when it can."""
+    if config is None or not config.enabled:
+        return "The merchant does not accept this payment method."
+    if config.currencies is not None and invoice.currency not in config.currencies:
+        return f"This payment method does not take {invoice.currency}."
+    if config.min_amount is not None and amount < config.min_amount:
+        return f"This payment method takes at least {config.min_amount} (minor units)."
+    if config.max_amount is not None and amount > config.max_amount:
+        return f"This payment method takes at most {config.max_amount} (minor units)."
+    if country is not None and config.countries is not None and country not in config.countries:
+        return f"This payment method is not offered in {country}."
+    if not config.connection_ids:
+        return "No provider connection is set up for this payment method."
+    return None
+
+
+def routes(session: Session, config: MethodConfig) -> list[Route]:
+    """The enabled connections of a method, in the order they are tried."""
+    rows = {
+        c.id: c
+        for c in session.scalars(
+            select(ProviderConnection).where(
+                ProviderConnection.merchant_id == config.merchant_id,
+                ProviderConnection.livemode == config.livemode,
+                ProviderConnection.id.in_(config.connection_ids),
+                ProviderConnection.enabled.is_(True),
+            )
+        )
+    }
+    return [
+        Route(rows[cid].id, rows[cid].provider, dict(rows[cid].options))
+        for cid in config.connection_ids
+        if cid in rows
+    ]

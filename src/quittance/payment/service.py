@@ -1,0 +1,387 @@
+"""Pay an invoice with recovery points (DESIGN §12).
+
+1. Lock the invoice, check it is payable, record the attempt (a `pending` payment whose id is
+   the provider's idempotency key) and move the invoice to `processing`: commit.
+2. Call the provider, outside any transaction, trying the method's connections in order: an
+   error or timeout moves on to the next connection, a decline ends the attempt.
+3. Record the answer: commit. If the process dies between 1 and 3, the worker asks the
+   provider what happened to the payment and finishes the attempt (`payment/tasks.py`).
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from quittance import clock
+from quittance.auth.dependencies import Caller
+from quittance.config import Settings
+from quittance.domain.errors import Conflict, NotFound, QuittanceError
+from quittance.domain.ids import new_id
+from quittance.domain.invoice import PAYABLE, Status, Trigger
+from quittance.domain.payment import EVENTS, OPEN, PaymentStatus, check_payment_transition
+from quittance.event import service as events
+from quittance.invoice.schemas import render_invoice
+from quittance.invoice.service import change_status, load_for_change
+from quittance.merchant.service import get_merchant, get_payment_options
+from quittance.models import Customer, Invoice, MethodConfig, Payment, PaymentMethod
+from quittance.payment.routing import (
+    PaymentMethodNotAvailable,
+    Route,
+    ensure_defaults,
+    routes,
+    unavailable_reason,
+)
+from quittance.payment.schemas import PayRequest, render_payment
+from quittance.payment_method.service import create_payment_method, get_payment_method
+from quittance.providers.base import Outcome, PaymentRequest, PaymentResult, ProviderError
+from quittance.providers.registry import ProviderNotAvailable, get_provider
+
+log = logging.getLogger("quittance.payment")
+DESCRIPTOR_LIMIT = 22  # the card networks' statement descriptor length
+
+
+class InvoiceNotPayable(Conflict):
+    code = "invoice_not_payable"
+    title = "The invoice cannot be paid now"
+
+
+class PaymentMethodRequired(QuittanceError):
+    status = 422
+    code = "payment_method_required"
+    title = "A payment method is required"
+
+
+class PaymentNotFound(NotFound):
+    code = "payment_not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What the provider call needs, copied out of the session after the first commit."""
+
+    payment_id: str
+    merchant_id: str
+    livemode: bool
+    invoice_id: str
+    amount: int
+    currency: str
+    method: str
+    token: str | None
+    descriptor: str
+    routes: tuple[Route, ...]
+
+
+@dataclass(slots=True)
+class CallOutcome:
+    route: Route | None
+    result: PaymentResult | None
+    routing: list[dict[str, Any]] = field(default_factory=list)
+    error: ProviderError | None = None
+
+
+def descriptor(template: str, merchant: str, invoice: Invoice) -> str:
+    """Fill the statement descriptor template and cut it to the card networks' limit."""
+    text = (
+        template.replace("{merchant}", merchant)
+        .replace("{reference}", invoice.reference or invoice.id)
+        .replace("{invoice_id}", invoice.id)
+    )
+    return text[:DESCRIPTOR_LIMIT]
+
+
+def start_attempt(
+    session: Session, caller: Caller, invoice_id: str, body: PayRequest | None, settings: Settings
+) -> Attempt:
+    """Step 1: record the attempt and move the invoice to `processing`."""
+    base_url = settings.public_base_url
+    invoice = load_for_change(session, caller, invoice_id, base_url)
+    if invoice.status not in PAYABLE:
+        raise InvoiceNotPayable(
+            f"An invoice that is {invoice.status} cannot be paid.", invoice_status=invoice.status
+        )
+    method = _payment_method(session, caller, invoice, body, settings)
+    ensure_defaults(session, caller.merchant_id, caller.livemode)
+    config = session.get(MethodConfig, (caller.merchant_id, caller.livemode, method.type))
+    due = invoice.amount - invoice.amount_paid
+    reason = unavailable_reason(config, invoice, due, invoice.customer_country)
+    chosen = routes(session, config) if config is not None and reason is None else []
+    if reason is None and not chosen:
+        reason = "No enabled provider connection is set up for this payment method."
+    if reason is not None:
+        raise PaymentMethodNotAvailable(reason, method=method.type)
+    now = clock.now()
+    attempt = 1 + int(
+        session.scalar(select(func.count()).where(Payment.invoice_id == invoice.id)) or 0
+    )
+    payment = Payment(
+        id=new_id("pay"),
+        merchant_id=caller.merchant_id,
+        livemode=caller.livemode,
+        invoice_id=invoice.id,
+        attempt=attempt,
+        status=PaymentStatus.PENDING.value,
+        method=method.type,
+        payment_method_id=method.id,
+        customer_id=invoice.customer_id,
+        amount=due,
+        currency=invoice.currency,
+        amount_received=0,
+        amount_authorized=0,
+        provider=chosen[0].provider,
+        connection_id=chosen[0].connection_id,
+        routing=[
+            {"connection": r.connection_id, "provider": r.provider, "outcome": "planned"}
+            for r in chosen
+        ],
+        next_check_at=now + timedelta(seconds=settings.payment_recovery_after),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(payment)
+    session.flush()
+    change_status(session, invoice, Status.PROCESSING, Trigger.ATTEMPT_START, base_url)
+    _payment_event(session, payment, invoice, "payment.created", settings)
+    options = get_payment_options(session, caller.merchant_id, caller.livemode)
+    merchant = get_merchant(session, caller.merchant_id)
+    return Attempt(
+        payment.id, caller.merchant_id, caller.livemode, invoice.id, due, invoice.currency,
+        method.type, method.provider_token,
+        descriptor(options.descriptor_template, merchant.name, invoice), tuple(chosen),
+    )  # fmt: skip
+
+
+def _payment_method(
+    session: Session, caller: Caller, invoice: Invoice, body: PayRequest | None,
+    settings: Settings,
+) -> PaymentMethod:  # fmt: skip
+    chosen = body.payment_method if body is not None else None
+    if isinstance(chosen, str):
+        method = get_payment_method(session, caller, chosen)
+        if method.customer_id is not None and method.customer_id != invoice.customer_id:
+            raise PaymentMethodNotAvailable(
+                "This saved payment method belongs to another customer than the invoice's.",
+                code="payment_method_customer_mismatch",
+            )
+        return method
+    if chosen is not None:
+        method = create_payment_method(session, caller, chosen, settings)
+        session.flush()
+        return method
+    if invoice.customer_id is None:
+        raise PaymentMethodRequired(
+            "Give a payment_method: the invoice has no customer with a default method."
+        )
+    customer = session.get(Customer, invoice.customer_id)
+    if customer is None or customer.default_payment_method_id is None:
+        raise PaymentMethodRequired(
+            "Give a payment_method: the invoice's customer has no default method."
+        )
+    return get_payment_method(session, caller, customer.default_payment_method_id)
+
+
+def call_provider(attempt: Attempt, settings: Settings) -> CallOutcome:
+    """Step 2: try the connections in order until one answers (no transaction is open)."""
+    outcome = CallOutcome(None, None)
+    for route in attempt.routes:
+        started = time.monotonic()
+        entry: dict[str, Any] = {"connection": route.connection_id, "provider": route.provider}
+        try:
+            provider = get_provider(route.provider, settings, livemode=attempt.livemode)
+            result = provider.authorize(
+                PaymentRequest(
+                    attempt.payment_id, attempt.amount, attempt.currency, attempt.method,
+                    attempt.token, attempt.descriptor, options=route.options,
+                )
+            )  # fmt: skip
+        except (ProviderError, ProviderNotAvailable) as exc:
+            error = exc if isinstance(exc, ProviderError) else ProviderError(exc.message)
+            entry.update(outcome="error", error=error.code)
+            outcome.error = error
+        except Exception:  # an adapter fault counts as a provider error: try the next one
+            log.exception("provider %s failed on %s", route.provider, attempt.payment_id)
+            entry.update(outcome="error", error="provider_error")
+            outcome.error = ProviderError("The provider failed.")
+        else:
+            entry.update(outcome=result.outcome.value)
+            entry["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+            outcome.routing.append(entry)
+            outcome.route, outcome.result = route, result
+            return outcome
+        entry["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+        outcome.routing.append(entry)
+    return outcome
+
+
+def record_call(
+    session: Session, attempt: Attempt, call: CallOutcome, settings: Settings
+) -> tuple[Payment, Invoice]:
+    """Step 3: record the provider's answer (unless the worker already did)."""
+    payment, invoice = lock_payment(session, attempt.merchant_id, attempt.payment_id)
+    if payment.status not in OPEN:
+        return payment, invoice
+    payment.routing = call.routing
+    if call.route is not None:
+        payment.provider = call.route.provider
+        payment.connection_id = call.route.connection_id
+    result = call.result
+    if result is None:
+        error = call.error or ProviderError("No provider connection answered.")
+        result = PaymentResult(Outcome.DECLINED, "", error_code=error.code,
+                               error_message=error.message)  # fmt: skip
+    apply_result(session, invoice, payment, result, settings)
+    return payment, invoice
+
+
+def lock_payment(session: Session, merchant_id: str, payment_id: str) -> tuple[Payment, Invoice]:
+    """Lock an invoice and then its payment (always in that order, to avoid deadlocks)."""
+    invoice_id = session.scalar(
+        select(Payment.invoice_id).where(
+            Payment.id == payment_id, Payment.merchant_id == merchant_id
+        )
+    )
+    if invoice_id is None:
+        raise PaymentNotFound(f"No payment {payment_id!r} exists.")
+    invoice = session.scalars(
+        select(Invoice)
+        .where(Invoice.id == invoice_id, Invoice.merchant_id == merchant_id)
+        .options(selectinload(Invoice.line_items))
+        .with_for_update(of=Invoice)
+    ).one()
+    payment = session.scalars(
+        select(Payment)
+        .where(Payment.id == payment_id, Payment.merchant_id == merchant_id)
+        .with_for_update()
+    ).one()
+    return payment, invoice
+
+
+def apply_result(
+    session: Session, invoice: Invoice, payment: Payment, result: PaymentResult,
+    settings: Settings,
+) -> None:  # fmt: skip
+    """Move a payment and its invoice to what the provider says; the one place that does."""
+    now = clock.now()
+    before = PaymentStatus(payment.status)
+    received = max(0, result.amount_received - payment.amount_received)
+    payment.amount_received += received
+    invoice.amount_paid += received
+    if result.reference:
+        payment.provider_reference = result.reference
+    payment.provider_response = result.raw
+    payment.next_action = result.next_action
+    payment.updated_at = now
+    payment.lease_until = None
+    target = {
+        Outcome.SUCCEEDED: PaymentStatus.SUCCEEDED,
+        Outcome.AUTHORIZED: PaymentStatus.AUTHORIZED,
+        Outcome.PENDING: PaymentStatus.PENDING,
+        Outcome.REQUIRES_ACTION: PaymentStatus.REQUIRES_ACTION,
+        Outcome.DECLINED: PaymentStatus.FAILED,
+    }[result.outcome]
+    if target is not before:
+        check_payment_transition(before, target)
+        payment.status = target.value
+    if target in OPEN:
+        payment.next_check_at = now + timedelta(seconds=settings.payment_poll_interval)
+    else:
+        payment.next_check_at = None
+    if target is PaymentStatus.FAILED:
+        payment.error_code = result.error_code or "payment_failed"
+        payment.error_message = result.error_message or "The payment failed."
+    if target is PaymentStatus.AUTHORIZED and before is not PaymentStatus.AUTHORIZED:
+        payment.amount_authorized = payment.amount
+        invoice.amount_authorized += payment.amount
+    invoice.updated_at = now
+    _move_invoice(session, invoice, payment, result, received, settings)
+    if target is not before:
+        kind = EVENTS.get(target, "payment.pending")
+        _payment_event(session, payment, invoice, kind, settings)
+    elif received:
+        _payment_event(session, payment, invoice, "payment.updated", settings)
+
+
+def _move_invoice(
+    session: Session, invoice: Invoice, payment: Payment, result: PaymentResult, received: int,
+    settings: Settings,
+) -> None:  # fmt: skip
+    base_url = settings.public_base_url
+    status = Status(invoice.status)
+    paid_in_full = invoice.amount_paid >= invoice.amount
+    if status in (Status.PROCESSING, Status.PROCESS_PENDING):
+        if result.outcome is Outcome.DECLINED:
+            invoice.attempts_count += 1
+            invoice.last_payment_error = {
+                "code": payment.error_code or "payment_failed",
+                "message": payment.error_message or "The payment failed.",
+                "payment": payment.id,
+            }
+            if invoice.attempts_count >= invoice.attempts_limit:
+                target, trigger = Status.PROCESS_FAILED, Trigger.ATTEMPTS_EXHAUSTED
+            elif invoice.amount_paid > 0:
+                target, trigger = Status.PARTIALLY_PROCESSED, Trigger.PAYMENT_FAILED
+            else:
+                target, trigger = Status.CREATED, Trigger.PAYMENT_FAILED
+            change_status(session, invoice, target, trigger, base_url)
+        elif paid_in_full or result.outcome is Outcome.AUTHORIZED:
+            invoice.last_payment_error = None
+            change_status(session, invoice, Status.PROCESSED, Trigger.PAYMENT_SUCCEEDED, base_url)
+        elif invoice.amount_paid > 0 and result.outcome is not Outcome.REQUIRES_ACTION:
+            change_status(
+                session, invoice, Status.PARTIALLY_PROCESSED, Trigger.PAYMENT_PARTIAL, base_url
+            )
+        elif result.outcome is Outcome.PENDING and status is Status.PROCESSING:
+            change_status(session, invoice, Status.PROCESS_PENDING, Trigger.PAYMENT_PENDING,
+                          base_url)  # fmt: skip
+        return
+    if not received:
+        return
+    if status is Status.PARTIALLY_PROCESSED and paid_in_full:
+        change_status(session, invoice, Status.PROCESSED, Trigger.PAYMENT_SUCCEEDED, base_url)
+        return
+    if status in (Status.EXPIRED, Status.TERMINATED, Status.CANCELLED, Status.PROCESS_FAILED):
+        invoice.paid_late = True  # money is recorded, never dropped
+        kind = "invoice.paid_late"
+    else:
+        kind = "invoice.payment_received"
+    events.record(
+        session, merchant_id=invoice.merchant_id, livemode=invoice.livemode, type=kind,
+        invoice_id=invoice.id, data={"object": render_invoice(invoice, base_url),
+                                     "payment": payment.id, "amount": received},
+    )  # fmt: skip
+
+
+def _payment_event(
+    session: Session, payment: Payment, invoice: Invoice, kind: str, settings: Settings
+) -> None:
+    options = get_payment_options(session, payment.merchant_id, payment.livemode)
+    events.record(
+        session,
+        merchant_id=payment.merchant_id,
+        livemode=payment.livemode,
+        type=kind,
+        invoice_id=invoice.id,
+        data={
+            "object": render_payment(
+                payment, expose_provider_response=options.expose_internal_callback_data
+            ),
+            "invoice": render_invoice(invoice, settings.public_base_url),
+        },
+    )
+
+
+def get_payment(session: Session, caller: Caller, payment_id: str) -> Payment:
+    payment = session.scalars(
+        select(Payment).where(
+            Payment.id == payment_id,
+            Payment.merchant_id == caller.merchant_id,
+            Payment.livemode == caller.livemode,
+        )
+    ).first()
+    if payment is None:
+        raise PaymentNotFound(f"No payment {payment_id!r} exists.")
+    return payment

@@ -1,0 +1,1 @@
+"""Payment provider adapters: plain data in and out, never the database."""
