@@ -7,11 +7,13 @@ from quittance.api import meta
 from quittance.api.middleware import RequestMiddleware
 from quittance.auth.dependencies import KeyCache
 from quittance.config import Settings
+from quittance.customer import endpoints as customer_endpoints
 from quittance.db.uow import Database
 from quittance.errors import install_handlers
 from quittance.event import endpoints as event_endpoints
 from quittance.invoice import endpoints as invoice_endpoints
 from quittance.merchant import endpoints as merchant_endpoints
+from quittance.payment import config_endpoints as payment_config_endpoints
 from quittance.payment import endpoints as payment_endpoints
 from quittance.webhook import endpoints as webhook_endpoints
 
@@ -47,4 +49,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(webhook_endpoints.router)
     app.include_router(payment_endpoints.router)
     app.include_router(payment_endpoints.test_helpers)
+    app.include_router(payment_config_endpoints.router)
+    app.include_router(customer_endpoints.router)
     return app
