@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import Field
 from sqlalchemy import select
 from starlette.responses import Response
@@ -44,7 +44,11 @@ def _document(db: Database, caller: Caller, payment_id: str, settings: Settings)
 
 @router.post("/invoices/{invoice_id}/pay", response_model=PaymentOut, responses=_ERRORS)
 def pay_invoice(
-    invoice_id: str, run: IdempotentDep, settings: SettingsDep, body: PayRequest | None = None
+    invoice_id: str,
+    run: IdempotentDep,
+    settings: SettingsDep,
+    request: Request,
+    body: PayRequest | None = None,
 ) -> Response:
     """Pay an invoice with a saved or inline method, or the customer's default method.
 
@@ -53,7 +57,10 @@ def pay_invoice(
 
     def handle(db: Database) -> tuple[int, dict[str, Any]]:
         with db.write() as session:
-            attempt = service.start_attempt(session, run.caller, invoice_id, body, settings)
+            attempt = service.start_attempt(
+                session, run.caller, invoice_id, body, settings,
+                country_header=request.headers.get(settings.country_header),
+            )  # fmt: skip
         call = service.call_provider(attempt, settings)
         with db.write() as session:
             service.record_call(session, attempt, call, settings)

@@ -33,14 +33,15 @@ def ensure_defaults(session: Session, merchant_id: str, livemode: bool) -> None:
     """Give a test-mode merchant without any set-up the sandbox for every method."""
     if livemode:
         return
-    exists = session.scalar(
-        select(ProviderConnection.id).where(
-            ProviderConnection.merchant_id == merchant_id,
-            ProviderConnection.livemode.is_(False),
+    # Any connection or method setting means the merchant has set up (or torn down) routing.
+    for model in (ProviderConnection, MethodConfig):
+        exists = session.scalar(
+            select(model.merchant_id)
+            .where(model.merchant_id == merchant_id, model.livemode.is_(False))
+            .limit(1)
         )
-    )
-    if exists is not None:
-        return
+        if exists is not None:
+            return
     now = clock.now()
     connection = ProviderConnection(
         id=new_id("pcn"), merchant_id=merchant_id, livemode=False, provider="sandbox",
@@ -69,22 +70,66 @@ def method_configs(session: Session, merchant_id: str, livemode: bool) -> list[M
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """Why a method cannot pay an invoice: a stable code and a sentence for a person."""
+
+    code: str
+    message: str
+
+
+def unavailability(config: MethodConfig | None, invoice: Invoice, amount: int,
+                   country: str | None) -> Unavailable | None:  # fmt: skip
+    """Say why a method cannot pay this invoice (code and sentence), or None when it can."""
+    if config is None or not config.enabled:
+        return Unavailable(
+            code="method_disabled", message="The merchant does not accept this payment method."
+        )
+    if config.currencies is not None and invoice.currency not in config.currencies:
+        return Unavailable(
+            code="currency_not_accepted",
+            message=f"This payment method does not take {invoice.currency}.",
+        )
+    if config.min_amount is not None and amount < config.min_amount:
+        return Unavailable(
+            code="amount_below_minimum",
+            message=f"This payment method takes at least {config.min_amount} (minor units).",
+        )
+    if config.max_amount is not None and amount > config.max_amount:
+        return Unavailable(
+            code="amount_above_maximum",
+            message=f"This payment method takes at most {config.max_amount} (minor units).",
+        )
+    if country is not None and config.countries is not None and country not in config.countries:
+        return Unavailable(
+            code="country_not_accepted",
+            message=f"This payment method is not offered in {country}.",
+        )
+    if not config.connection_ids:
+        return Unavailable(
+            code="no_provider_connection",
+            message="No provider connection is set up for this payment method.",
+        )
+    return None
+
+
 def unavailable_reason(config: MethodConfig | None, invoice: Invoice, amount: int,
                        country: str | None) -> str | None:  # fmt: skip
     """Say why a method cannot pay this invoice, or None when it can."""
-    if config is None or not config.enabled:
-        return "The merchant does not accept this payment method."
-    if config.currencies is not None and invoice.currency not in config.currencies:
-        return f"This payment method does not take {invoice.currency}."
-    if config.min_amount is not None and amount < config.min_amount:
-        return f"This payment method takes at least {config.min_amount} (minor units)."
-    if config.max_amount is not None and amount > config.max_amount:
-        return f"This payment method takes at most {config.max_amount} (minor units)."
-    if country is not None and config.countries is not None and country not in config.countries:
-        return f"This payment method is not offered in {country}."
-    if not config.connection_ids:
-        return "No provider connection is set up for this payment method."
-    return None
+    found = unavailability(config, invoice, amount, country)
+    return None if found is None else found.message
+
+
+def check_method(session: Session, config: MethodConfig | None, invoice: Invoice, amount: int,
+                 country: str | None) -> Unavailable | None:  # fmt: skip
+    """Like `unavailability`, and also refuse a method none of whose connections is enabled."""
+    found = unavailability(config, invoice, amount, country)
+    if found is None and config is not None and not routes(session, config):
+        found = Unavailable(
+            code="no_provider_connection",
+            message="No enabled provider connection is set up for this payment method.",
+        )
+    return found
 
 
 def routes(session: Session, config: MethodConfig) -> list[Route]:

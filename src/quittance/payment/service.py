@@ -29,6 +29,7 @@ from quittance.invoice.schemas import render_invoice
 from quittance.invoice.service import change_status, load_for_change
 from quittance.merchant.service import get_merchant, get_payment_options
 from quittance.models import Customer, Invoice, MethodConfig, Payment, PaymentMethod
+from quittance.payment.options import payer_country
 from quittance.payment.routing import (
     PaymentMethodNotAvailable,
     Route,
@@ -95,9 +96,18 @@ def descriptor(template: str, merchant: str, invoice: Invoice) -> str:
 
 
 def start_attempt(
-    session: Session, caller: Caller, invoice_id: str, body: PayRequest | None, settings: Settings
+    session: Session,
+    caller: Caller,
+    invoice_id: str,
+    body: PayRequest | None,
+    settings: Settings,
+    *,
+    country_header: str | None = None,
 ) -> Attempt:
-    """Step 1: record the attempt and move the invoice to `processing`."""
+    """Step 1: record the attempt and move the invoice to `processing`.
+
+    The payer's country is decided as for pay options: the customer's, else the CDN header's.
+    """
     base_url = settings.public_base_url
     invoice = load_for_change(session, caller, invoice_id, base_url)
     if invoice.status not in PAYABLE:
@@ -108,7 +118,8 @@ def start_attempt(
     ensure_defaults(session, caller.merchant_id, caller.livemode)
     config = session.get(MethodConfig, (caller.merchant_id, caller.livemode, method.type))
     due = invoice.amount - invoice.amount_paid
-    reason = unavailable_reason(config, invoice, due, invoice.customer_country)
+    country = payer_country(session, invoice, None, country_header).code
+    reason = unavailable_reason(config, invoice, due, country)
     chosen = routes(session, config) if config is not None and reason is None else []
     if reason is None and not chosen:
         reason = "No enabled provider connection is set up for this payment method."

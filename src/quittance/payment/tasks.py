@@ -75,17 +75,19 @@ def settle_open_payments(db: Database, settings: Settings) -> int:
     """Look at every due open payment once; return how many changed."""
     changed = 0
     for claimed in claim(db):
+        reachable = True
+        result: PaymentResult | None = None
         try:
             result = ask(settings, claimed)
         except (ProviderError, ProviderNotAvailable) as exc:
             log.warning("could not ask about %s: %s", claimed.payment_id, exc)
-            result = False  # type: ignore[assignment]
+            reachable = False
         with db.write() as session:
             payment, invoice = lock_payment(session, claimed.merchant_id, claimed.payment_id)
             if payment.status not in OPEN:
                 continue
             now = clock.now()
-            if result is False:
+            if not reachable:  # ask again later; the provider may be down for a while
                 payment.lease_until = None
                 payment.next_check_at = now + timedelta(seconds=settings.payment_poll_interval)
                 continue
