@@ -23,7 +23,7 @@ INVOICE_KEYS = frozenset(
         "payment_currency", "payment_amount", "exchange_rate", "paid_late", "reference",
         "description", "customer", "line_items", "return_url", "redirect_url", "lifetime",
         "expires_at", "attempts_limit", "attempts_count", "last_payment_error", "metadata",
-        "created_at", "updated_at", "finalized_at",
+        "created_at", "updated_at", "finalized_at", "customer_id",
     }
 )  # fmt: skip
 

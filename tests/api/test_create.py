@@ -54,6 +54,7 @@ def test_create_with_amount_returns_the_full_document(api: Api, db: Database) ->
         "reference": "order-1042",
         "description": "Two tickets",
         "customer": {"email": "ada@example.com", "name": "Ada Lovelace", "country": "DE"},
+        "customer_id": None,
         "line_items": [],
         "return_url": "https://shop.example/orders/1042?status={status}",
         "redirect_url": invoice["redirect_url"],

@@ -1,10 +1,15 @@
 """Routing through the real pay endpoint: an error or timeout cascades, a decline ends it."""
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from quittance import clock
+from quittance.config import Settings
 from quittance.db.uow import Database
+from quittance.jobs.worker import Worker
+from quittance.models import Payment
 from tests.factories import Api
 from tests.payment_config.helpers import (
     DECLINED,
@@ -86,29 +91,25 @@ def test_a_decline_ends_the_attempt_at_the_first_connection(api: Api) -> None:
     assert payment["invoice"]["last_payment_error"]["code"] == "card_declined"
 
 
-@pytest.mark.parametrize(
-    ("first", "second", "code"),
-    [("error", "timeout", "provider_timeout"), ("timeout", "error", "provider_error")],
-)
 def test_when_every_connection_fails_the_attempt_fails_and_the_invoice_is_payable_again(
-    api: Api, first: str, second: str, code: str
+    api: Api,
 ) -> None:
-    one = create_connection(api, "One", options={"fail": first})
-    two = create_connection(api, "Two", options={"fail": second})
+    one = create_connection(api, "One", options={"fail": "error"})
+    two = create_connection(api, "Two", options={"fail": "error"})
     set_method(api, "card", connections=[one["id"], two["id"]])
     invoice = api.create_invoice(amount=1200)
     payment = _paid(pay(api, invoice["id"], card(SUCCEEDS)))
     assert (payment["status"], payment["amount_received"]) == ("failed", 0)
-    assert payment["error"]["code"] == code
+    assert payment["error"]["code"] == "provider_error"
     assert _route(payment) == [
         {"connection": one["id"], "provider": "sandbox", "outcome": "error",
-         "error": f"provider_{first}"},
+         "error": "provider_error"},
         {"connection": two["id"], "provider": "sandbox", "outcome": "error",
-         "error": f"provider_{second}"},
+         "error": "provider_error"},
     ]  # fmt: skip
     after = payment["invoice"]
     assert (after["status"], after["amount_paid"], after["attempts_count"]) == ("created", 0, 1)
-    assert after["last_payment_error"]["code"] == code
+    assert after["last_payment_error"]["code"] == "provider_error"
     assert after["last_payment_error"]["message"] == payment["error"]["message"]
     # Payable again: with a healthy route the next attempt succeeds.
     set_method(api, "card", connections=[default_connection(api)])
@@ -116,6 +117,33 @@ def test_when_every_connection_fails_the_attempt_fails_and_the_invoice_is_payabl
     assert (retry["status"], retry["attempt"]) == ("succeeded", 2)
     assert retry["invoice"]["status"] == "processed"
     assert retry["invoice"]["last_payment_error"] is None
+
+
+@pytest.mark.parametrize(("first", "second"), [("error", "timeout"), ("timeout", "error")])
+def test_a_timeout_leaves_the_outcome_open_until_the_provider_is_asked(
+    api: Api, first: str, second: str, db: Database, config_settings: Settings
+) -> None:
+    """A timed-out call may have charged: the attempt is not failed until the provider says."""
+    one = create_connection(api, "One", options={"fail": first})
+    two = create_connection(api, "Two", options={"fail": second})
+    set_method(api, "card", connections=[one["id"], two["id"]])
+    invoice = api.create_invoice(amount=1200)
+    payment = _paid(pay(api, invoice["id"], card(SUCCEEDS)))
+    assert (payment["status"], payment["amount_received"]) == ("pending", 0)
+    assert payment["invoice"]["status"] == "process_pending"
+    assert [r["error"] for r in _route(payment)] == [f"provider_{first}", f"provider_{second}"]
+    # Past the recovery delay the worker asks; the sandbox never saw the payment.
+    past = clock.now() - timedelta(seconds=config_settings.payment_recovery_after + 1)
+    with db.write() as session:
+        row = session.get(Payment, payment["id"])
+        assert row is not None
+        row.created_at = past
+        row.next_check_at = past
+    Worker(db, config_settings).run_once()
+    failed = api.get(f"/v1/payments/{payment['id']}").json()
+    assert (failed["status"], failed["error"]["code"]) == ("failed", "attempt_interrupted")
+    assert failed["invoice"]["status"] == "created"
+    assert failed["invoice"]["amount_paid"] == 0
 
 
 def test_a_disabled_connection_is_skipped(api: Api) -> None:

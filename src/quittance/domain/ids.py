@@ -12,8 +12,23 @@ import time
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 PREFIXES = frozenset(
-    {"mer", "key", "inv", "pay", "re", "can", "dlv", "cus", "pm", "evt", "we", "whd", "ltx", "req",
-     "pcn"}
+    {
+        "mer",
+        "key",
+        "inv",
+        "pay",
+        "re",
+        "can",
+        "dlv",
+        "cus",
+        "pm",
+        "evt",
+        "we",
+        "whd",
+        "ltx",
+        "req",
+        "pcn",
+    }
 )
 
 

@@ -139,8 +139,11 @@ TRANSITIONS: tuple[Transition, ...] = (
     *(_t(src, S.PARTIALLY_PROCESSED, T.PAYMENT_FAILED, _FAILED) for src in _SETTLING_SOURCES),
     *(_t(src, S.PROCESS_FAILED, T.ATTEMPTS_EXHAUSTED) for src in _SETTLING_SOURCES),
     _t(S.PROCESSING, S.PROCESS_PENDING, T.PAYMENT_PENDING),
-    # A later transfer completes a partly paid invoice without a new attempt.
+    # Money outside an attempt (a later transfer, a provider's late answer after the attempt
+    # was given up) moves a payable invoice on without a new attempt.
     _t(S.PARTIALLY_PROCESSED, S.PROCESSED, T.PAYMENT_SUCCEEDED),
+    _t(S.CREATED, S.PROCESSED, T.PAYMENT_SUCCEEDED),
+    _t(S.CREATED, S.PARTIALLY_PROCESSED, T.PAYMENT_PARTIAL),
     _t(S.PROCESSED, S.CANCELLED, T.CANCEL_AUTHORIZATION),
     *(_t(src, S.REFUNDING, T.REFUND_START) for src in _REFUNDABLE_SOURCES),
     *(_t(src, S.REFUNDED, T.REFUND_SUCCEEDED) for src in (S.REFUNDING, S.REFUND_PENDING)),

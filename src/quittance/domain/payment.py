@@ -15,13 +15,14 @@ class PaymentStatus(StrEnum):
 
 
 P = PaymentStatus
-# Where a payment may go from each status; the final ones go nowhere.
+# Where a payment may go from each status; succeeded and cancelled go nowhere.
 PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     P.PENDING: frozenset({P.REQUIRES_ACTION, P.AUTHORIZED, P.SUCCEEDED, P.FAILED, P.CANCELLED}),
     P.REQUIRES_ACTION: frozenset({P.PENDING, P.AUTHORIZED, P.SUCCEEDED, P.FAILED, P.CANCELLED}),
     P.AUTHORIZED: frozenset({P.SUCCEEDED, P.CANCELLED}),
     P.SUCCEEDED: frozenset(),
-    P.FAILED: frozenset(),
+    # Only a provider's late answer reopens a failed payment: the money did arrive after all.
+    P.FAILED: frozenset({P.SUCCEEDED, P.AUTHORIZED}),
     P.CANCELLED: frozenset(),
 }
 OPEN = frozenset({P.PENDING, P.REQUIRES_ACTION})

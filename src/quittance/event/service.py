@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from quittance import clock
 from quittance.domain.errors import NotFound
-from quittance.domain.ids import new_id
+from quittance.domain.ids import new_ordered_id
 from quittance.models import Event
 from quittance.webhook.outbox import enqueue_deliveries
 
@@ -30,7 +30,7 @@ def record(
     same unit of work: the transactional outbox.
     """
     event = Event(
-        id=new_id("evt"),
+        id=new_ordered_id("evt"),
         merchant_id=merchant_id,
         livemode=livemode,
         type=type,

@@ -1,5 +1,6 @@
 """`/v1/invoices`: create, retrieve, list and search, update, finalize, cancel, events."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -131,6 +132,9 @@ def list_invoices(
     ] = None,
     reference: Annotated[str | None, Query(max_length=255)] = None,
     customer_email: Annotated[str | None, Query(max_length=320)] = None,
+    customer: Annotated[
+        str | None, Query(pattern=r"^cus_[0-9A-Z]{26}$", description="A saved customer's id")
+    ] = None,
     currency: Annotated[str | None, Query(max_length=3)] = None,
     amount_gte: Annotated[int | None, Query(ge=0, le=MAX_AMOUNT)] = None,
     amount_lte: Annotated[int | None, Query(ge=0, le=MAX_AMOUNT)] = None,
@@ -158,6 +162,7 @@ def list_invoices(
         )
     filters = _filters(status, reference, customer_email, currency, amount_gte, amount_lte,
                        created_gte, created_lte, q)  # fmt: skip
+    filters = replace(filters, customer_id=customer)
     now = clock.now()
     with db.read() as session:
         overdue = repository.any_overdue(session, caller, now)

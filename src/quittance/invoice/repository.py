@@ -16,6 +16,7 @@ class InvoiceFilters:
     statuses: tuple[str, ...] = ()
     reference: str | None = None
     customer_email: str | None = None
+    customer_id: str | None = None
     currency: str | None = None
     amount_gte: int | None = None
     amount_lte: int | None = None
@@ -52,6 +53,8 @@ def filtered(caller: Caller, filters: InvoiceFilters) -> Select[Invoice]:
         query = query.where(Invoice.reference == filters.reference)
     if filters.customer_email is not None:
         query = query.where(Invoice.customer_email == filters.customer_email)
+    if filters.customer_id is not None:
+        query = query.where(Invoice.customer_id == filters.customer_id)
     if filters.currency is not None:
         query = query.where(Invoice.currency == filters.currency)
     if filters.amount_gte is not None:

@@ -1,11 +1,12 @@
 """Invoice request bodies, the response document, and its rendering."""
 
+import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, GetPydanticSchema, model_validator
+from pydantic_core import PydanticCustomError, core_schema
 
 from quittance.api.schemas import (
     Amount,
@@ -29,6 +30,41 @@ class CustomerIn(StrictModel):
     email: Email | None = None
     name: str | None = Field(default=None, min_length=1, max_length=200)
     country: Country | None = Field(default=None, description="ISO 3166-1 alpha-2")
+
+
+_CUSTOMER_ID = re.compile(r"^cus_[0-9A-Z]{26}$")
+
+
+def _customer_or_id(value: Any, handler: core_schema.ValidatorFunctionWrapHandler) -> Any:
+    # A string is a saved customer's id (whether it exists is the service's question); anything
+    # else must be a customer object, validated as one (its errors keep `customer.email`).
+    if isinstance(value, str):
+        if not _CUSTOMER_ID.match(value):
+            raise PydanticCustomError(
+                "invalid_format", "Give a customer object or a saved customer's id (cus_…)."
+            )
+        return value
+    if not isinstance(value, dict):
+        raise PydanticCustomError(
+            "invalid_type", "Give a customer object or a saved customer's id (cus_…)."
+        )
+    return handler(value)
+
+
+CustomerRef = Annotated[
+    CustomerIn | str,
+    GetPydanticSchema(
+        lambda _source, handler: core_schema.no_info_wrap_validator_function(
+            _customer_or_id, handler(CustomerIn)
+        ),
+        lambda schema, handler: {
+            "anyOf": [
+                handler(schema),
+                {"type": "string", "description": "A saved customer's id (`cus_…`)"},
+            ]
+        },
+    ),
+]
 
 
 class LineItemIn(StrictModel):
@@ -58,7 +94,10 @@ class InvoiceCreate(StrictModel):
     currency: Currency
     reference: str | None = Field(default=None, min_length=1, max_length=255)
     description: str | None = Field(default=None, max_length=1000)
-    customer: CustomerIn | None = None
+    customer: CustomerRef | None = Field(
+        default=None,
+        description="The payer's details, or a saved customer's id whose details are copied",
+    )
     return_url: Url | None = None
     lifetime: int | None = Field(
         default=None,
@@ -86,7 +125,7 @@ class InvoiceUpdate(StrictModel):
     currency: Currency | None = None
     reference: str | None = Field(default=None, min_length=1, max_length=255)
     description: str | None = Field(default=None, max_length=1000)
-    customer: CustomerIn | None = None
+    customer: CustomerRef | None = None
     return_url: Url | None = None
     lifetime: int | None = Field(default=None, ge=MIN_LIFETIME, le=MAX_LIFETIME)
     attempts_limit: int | None = Field(default=None, ge=1, le=100)
@@ -166,6 +205,7 @@ class InvoiceOut(BaseModel):
     reference: str | None
     description: str | None
     customer: Customer | None
+    customer_id: str | None = Field(description="The saved customer (`cus_…`), if any")
     line_items: list[LineItem]
     return_url: str | None
     redirect_url: str = Field(description="Send the payer here: the hosted payment page")
@@ -222,6 +262,7 @@ def render_invoice(invoice: Invoice, base_url: str, status: str | None = None) -
         "reference": invoice.reference,
         "description": invoice.description,
         "customer": customer,
+        "customer_id": invoice.customer_id,
         "line_items": [render_line(line) for line in invoice.line_items],
         "return_url": invoice.return_url,
         "redirect_url": f"{base_url}/pay/{invoice.pay_token}",

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from quittance import clock
 from quittance.auth.dependencies import Caller
+from quittance.customer.service import customer_for_invoice
 from quittance.domain import line_items as lines
 from quittance.domain.errors import Conflict, NotFound, ValidationFailed
 from quittance.domain.ids import new_id, new_token
@@ -14,7 +15,13 @@ from quittance.domain.invoice import EXPIRABLE, Status, Trigger, apply_transitio
 from quittance.domain.money import MAX_AMOUNT
 from quittance.event import service as events
 from quittance.invoice import repository
-from quittance.invoice.schemas import InvoiceCreate, InvoiceUpdate, LineItemIn, render_invoice
+from quittance.invoice.schemas import (
+    CustomerIn,
+    InvoiceCreate,
+    InvoiceUpdate,
+    LineItemIn,
+    render_invoice,
+)
 from quittance.merchant.service import get_payment_options
 from quittance.models import Event, Invoice, InvoiceLineItem
 
@@ -99,8 +106,26 @@ def _total(built: list[InvoiceLineItem]) -> int:
     return amount
 
 
+def _customer_fields(
+    session: Session, caller: Caller, customer: CustomerIn | str | None
+) -> dict[str, Any]:
+    """The invoice's customer columns: a saved customer's id and a copy of its details (so
+    search and payment options see them), or the details given inline."""
+    if isinstance(customer, str):
+        saved = customer_for_invoice(session, caller, customer)
+        return {"customer_id": saved.id, "customer_email": saved.email,
+                "customer_name": saved.name, "customer_country": saved.country}  # fmt: skip
+    return {
+        "customer_id": None,
+        "customer_email": customer.email if customer else None,
+        "customer_name": customer.name if customer else None,
+        "customer_country": customer.country if customer else None,
+    }
+
+
 def create_invoice(session: Session, caller: Caller, data: InvoiceCreate, base_url: str) -> Invoice:
     """Create an invoice (or a draft) with the merchant's default lifetime and attempts."""
+    customer = _customer_fields(session, caller, data.customer)
     options = get_payment_options(session, caller.merchant_id, caller.livemode)
     now = clock.now()
     invoice_id = new_id("inv")
@@ -109,7 +134,6 @@ def create_invoice(session: Session, caller: Caller, data: InvoiceCreate, base_u
     assert amount is not None
     draft = data.status == "draft"
     lifetime = data.lifetime or options.invoice_lifetime
-    customer = data.customer
     invoice = Invoice(
         id=invoice_id,
         merchant_id=caller.merchant_id,
@@ -124,9 +148,7 @@ def create_invoice(session: Session, caller: Caller, data: InvoiceCreate, base_u
         paid_late=False,
         reference=data.reference,
         description=data.description,
-        customer_email=customer.email if customer else None,
-        customer_name=customer.name if customer else None,
-        customer_country=customer.country if customer else None,
+        **customer,
         return_url=data.return_url or options.return_url,
         pay_token=new_token(),
         lifetime=lifetime,
@@ -191,10 +213,7 @@ def update_invoice(
     if "metadata" in fields:
         changes["metadata_"] = data.metadata or {}
     if "customer" in fields:
-        customer = data.customer
-        changes["customer_email"] = customer.email if customer else None
-        changes["customer_name"] = customer.name if customer else None
-        changes["customer_country"] = customer.country if customer else None
+        changes.update(_customer_fields(session, caller, data.customer))
     if "line_items" in fields and data.line_items is not None:
         built = _build_lines(invoice.id, invoice.merchant_id, data.line_items)
         changes["amount"] = _total(built)

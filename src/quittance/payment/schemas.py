@@ -73,7 +73,7 @@ def render_payment(payment: Payment, *, expose_provider_response: bool = False) 
         "currency": payment.currency,
         "amount_received": payment.amount_received,
         "amount_authorized": payment.amount_authorized,
-        "captured": payment.amount_authorized == 0,
+        "captured": payment.amount_received > 0 and payment.amount_authorized == 0,
         "provider": payment.provider,
         "provider_reference": payment.provider_reference,
         "routing": payment.routing,

@@ -231,19 +231,33 @@ def call_provider(attempt: Attempt, settings: Settings) -> CallOutcome:
 def record_call(
     session: Session, attempt: Attempt, call: CallOutcome, settings: Settings
 ) -> tuple[Payment, Invoice]:
-    """Step 3: record the provider's answer (unless the worker already did)."""
+    """Step 3: record the provider's answer.
+
+    If the worker already finished the attempt, only money it did not know of is recorded
+    (a late answer never loses a capture). If no connection answered and one of them timed
+    out, the outcome is unknown, not a failure: the payment stays pending and the worker asks
+    the provider.
+    """
     payment, invoice = lock_payment(session, attempt.merchant_id, attempt.payment_id)
+    result = call.result
     if payment.status not in OPEN:
+        if result is not None and result.amount_received > payment.amount_received:
+            apply_result(session, invoice, payment, result, settings)
         return payment, invoice
     payment.routing = call.routing
     if call.route is not None:
         payment.provider = call.route.provider
         payment.connection_id = call.route.connection_id
-    result = call.result
     if result is None:
-        error = call.error or ProviderError("No provider connection answered.")
-        result = PaymentResult(Outcome.DECLINED, "", error_code=error.code,
-                               error_message=error.message)  # fmt: skip
+        timed_out = [r for r in call.routing if r.get("error") == "provider_timeout"]
+        if timed_out:
+            payment.provider = str(timed_out[0]["provider"])
+            payment.connection_id = str(timed_out[0]["connection"])
+            result = PaymentResult(Outcome.PENDING, "")
+        else:
+            error = call.error or ProviderError("No provider connection answered.")
+            result = PaymentResult(Outcome.DECLINED, "", error_code=error.code,
+                                   error_message=error.message)  # fmt: skip
     apply_result(session, invoice, payment, result, settings)
     return payment, invoice
 
@@ -278,6 +292,7 @@ def apply_result(
     """Move a payment and its invoice to what the provider says; the one place that does."""
     now = clock.now()
     before = PaymentStatus(payment.status)
+    first_answer = payment.provider_reference is None and bool(result.reference)
     received = max(0, result.amount_received - payment.amount_received)
     payment.amount_received += received
     invoice.amount_paid += received
@@ -312,6 +327,9 @@ def apply_result(
     if target is not before:
         kind = EVENTS.get(target, "payment.pending")
         _payment_event(session, payment, invoice, kind, settings)
+    elif first_answer and target is PaymentStatus.PENDING:
+        # The provider's first answer: it may carry transfer instructions for the payer.
+        _payment_event(session, payment, invoice, "payment.pending", settings)
     elif received:
         _payment_event(session, payment, invoice, "payment.updated", settings)
 
@@ -351,9 +369,17 @@ def _move_invoice(
         return
     if not received:
         return
-    if status is Status.PARTIALLY_PROCESSED and paid_in_full:
-        change_status(session, invoice, Status.PROCESSED, Trigger.PAYMENT_SUCCEEDED, base_url)
-        return
+    if status in (Status.CREATED, Status.PARTIALLY_PROCESSED):
+        # Money outside an attempt: a later transfer, or a provider's late answer.
+        if paid_in_full:
+            invoice.last_payment_error = None
+            change_status(session, invoice, Status.PROCESSED, Trigger.PAYMENT_SUCCEEDED, base_url)
+            return
+        if status is Status.CREATED:
+            change_status(
+                session, invoice, Status.PARTIALLY_PROCESSED, Trigger.PAYMENT_PARTIAL, base_url
+            )
+            return
     if status in (Status.EXPIRED, Status.TERMINATED, Status.CANCELLED, Status.PROCESS_FAILED):
         invoice.paid_late = True  # money is recorded, never dropped
         kind = "invoice.paid_late"

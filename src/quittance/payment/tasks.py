@@ -91,6 +91,18 @@ def settle_open_payments(db: Database, settings: Settings) -> int:
                 payment.lease_until = None
                 payment.next_check_at = now + timedelta(seconds=settings.payment_poll_interval)
                 continue
+            started = payment.created_at
+            if result is None and now - started < timedelta(
+                seconds=settings.payment_recovery_after
+            ):
+                # A call may still be on its way to the provider: ask again later.
+                payment.lease_until = None
+                payment.next_check_at = now + timedelta(seconds=settings.payment_poll_interval)
+                continue
+            payment.routing = [
+                {**r, "outcome": "unknown"} if r.get("outcome") == "planned" else r
+                for r in payment.routing
+            ]
             if result is None:
                 # The process died before the provider saw the attempt: no money moved.
                 result = PaymentResult(

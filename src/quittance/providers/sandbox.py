@@ -120,7 +120,7 @@ class SandboxGateway:
         if number not in CARDS:
             raise SandboxError(
                 "card_not_supported_in_sandbox",
-                "The sandbox accepts its test card numbers only (such as 4242 4242 4242 4242).",
+                "The sandbox accepts its test card numbers only; see docs/payments.md.",
             )
         if not (card.cvc.isdigit() and len(card.cvc) in (3, 4)):
             raise SandboxError("invalid_cvc", "The security code is 3 or 4 digits.")

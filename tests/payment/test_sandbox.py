@@ -1,0 +1,319 @@
+"""The sandbox provider with every outcome (DESIGN §9): the test cards, bank transfers of any
+amount, the invoice method, and currencies with 0 and 3 decimals."""
+
+from typing import Any
+
+import pytest
+
+from quittance.db.uow import Database
+from quittance.providers.sandbox import SandboxGateway
+from tests.factories import Api
+from tests.payment.helpers import (
+    BANK_TRANSFER,
+    CHALLENGE,
+    DECLINED,
+    INSUFFICIENT,
+    INVOICE_METHOD,
+    PENDING,
+    PROVIDER_ERROR,
+    SUCCEEDS,
+    card,
+    invoice,
+    paid,
+    payments_of,
+    problem,
+)
+
+
+def _transfer(api: Api, payment_id: str, amount: int) -> dict[str, Any]:
+    response = api.post(
+        "/v1/test_helpers/bank_transfers", json={"payment": payment_id, "amount": amount}
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+@pytest.mark.parametrize(
+    ("number", "brand"),
+    [(SUCCEEDS, "visa"), ("5555555555554444", "mastercard"), ("378282246310005", "amex")],
+)
+def test_succeeding_cards(
+    papi: Api, gateway: SandboxGateway, db: Database, number: str, brand: str
+) -> None:
+    created = papi.create_invoice(amount=1999)
+    body = paid(papi, created["id"], card(number))
+    assert (body["status"], body["amount_received"], body["captured"]) == ("succeeded", 1999, True)
+    assert (body["invoice"]["status"], body["invoice"]["amount_paid"]) == ("processed", 1999)
+    assert body["invoice"]["amount_due"] == 0
+    charge = gateway.charges(body["id"])
+    assert charge is not None
+    assert (charge["state"], charge["amount_captured"]) == ("succeeded", 1999)
+    response = papi.get(f"/v1/payments/{body['id']}")
+    assert response.json()["payment_method"] == body["payment_method"]
+
+
+@pytest.mark.parametrize(
+    ("number", "code", "message"),
+    [
+        (DECLINED, "card_declined", "The card was declined."),
+        (INSUFFICIENT, "insufficient_funds", "The card has insufficient funds."),
+    ],
+)
+def test_declining_cards(
+    papi: Api, gateway: SandboxGateway, number: str, code: str, message: str
+) -> None:
+    created = papi.create_invoice(amount=1999)
+    body = paid(papi, created["id"], card(number))
+    assert body["status"] == "failed"
+    assert body["error"] == {"code": code, "message": message}
+    assert (body["amount_received"], body["next_action"]) == (0, None)
+    assert [r["outcome"] for r in body["routing"]] == ["declined"]
+    inv = body["invoice"]
+    assert (inv["status"], inv["amount_paid"], inv["amount_due"]) == ("created", 0, 1999)
+    assert inv["attempts_count"] == 1
+    assert inv["last_payment_error"] == {"code": code, "message": message, "payment": body["id"]}
+    charge = gateway.charges(body["id"])
+    assert charge is not None
+    assert (charge["state"], charge["amount_captured"]) == ("declined", 0)
+
+
+def test_challenge_card_requires_action(papi: Api, gateway: SandboxGateway) -> None:
+    created = papi.create_invoice(amount=1999)
+    body = paid(papi, created["id"], card(CHALLENGE))
+    assert body["status"] == "requires_action"
+    assert body["amount_received"] == 0
+    assert body["next_action"] == {"type": "challenge", "reference": body["provider_reference"]}
+    assert (body["invoice"]["status"], body["invoice"]["amount_paid"]) == ("processing", 0)
+    charge = gateway.charges(body["id"])
+    assert charge is not None
+    assert (charge["state"], charge["amount_captured"]) == ("requires_action", 0)
+
+
+def test_pending_card_is_process_pending(papi: Api, gateway: SandboxGateway) -> None:
+    created = papi.create_invoice(amount=1999)
+    body = paid(papi, created["id"], card(PENDING))
+    assert (body["status"], body["amount_received"], body["error"]) == ("pending", 0, None)
+    assert (body["invoice"]["status"], body["invoice"]["amount_paid"]) == ("process_pending", 0)
+    charge = gateway.charges(body["id"])
+    assert charge is not None
+    assert (charge["state"], charge["amount_captured"]) == ("pending", 0)
+
+
+def test_provider_error_card_fails_without_a_charge(
+    papi: Api, gateway: SandboxGateway, db: Database
+) -> None:
+    created = papi.create_invoice(amount=1999)
+    body = paid(papi, created["id"], card(PROVIDER_ERROR))
+    assert body["status"] == "failed"
+    assert body["error"]["code"] == "provider_error"
+    assert [(r["outcome"], r["error"]) for r in body["routing"]] == [("error", "provider_error")]
+    inv = body["invoice"]
+    assert (inv["status"], inv["amount_paid"], inv["attempts_count"]) == ("created", 0, 1)
+    assert inv["last_payment_error"]["code"] == "provider_error"
+    assert gateway.charges(body["id"]) is None
+
+
+def test_bank_transfer_pending_until_a_transfer_arrives(papi: Api, gateway: SandboxGateway) -> None:
+    created = papi.create_invoice(amount=10000)
+    body = paid(papi, created["id"], BANK_TRANSFER)
+    assert (body["status"], body["method"], body["amount_received"]) == (
+        "pending", "bank_transfer", 0,
+    )  # fmt: skip
+    action = body["next_action"]
+    assert action["type"] == "bank_transfer"
+    assert action["reference"] == body["provider_reference"]
+    assert action["amount_remaining"] == 10000
+    assert action["iban"]
+    assert body["invoice"]["status"] == "process_pending"
+    charge = gateway.charges(body["id"])
+    assert charge is not None
+    assert (charge["state"], charge["amount"], charge["amount_captured"]) == (
+        "awaiting_transfer", 10000, 0,
+    )  # fmt: skip
+
+
+def test_bank_transfer_less_then_exact(papi: Api, gateway: SandboxGateway) -> None:
+    created = papi.create_invoice(amount=10000)
+    payment_id = paid(papi, created["id"], BANK_TRANSFER)["id"]
+    first = _transfer(papi, payment_id, 2500)
+    assert (first["status"], first["amount_received"]) == ("pending", 2500)
+    assert first["next_action"]["amount_remaining"] == 7500
+    inv = first["invoice"]
+    assert (inv["status"], inv["amount_paid"], inv["amount_due"], inv["overpaid"]) == (
+        "partially_processed", 2500, 7500, False,
+    )  # fmt: skip
+    second = _transfer(papi, payment_id, 7500)
+    assert (second["status"], second["amount_received"], second["next_action"]) == (
+        "succeeded", 10000, None,
+    )  # fmt: skip
+    inv = second["invoice"]
+    assert (inv["status"], inv["amount_paid"], inv["amount_due"], inv["overpaid"]) == (
+        "processed", 10000, 0, False,
+    )  # fmt: skip
+    assert invoice(papi, created["id"]) == inv
+    charge = gateway.charges(payment_id)
+    assert charge is not None and charge["amount_captured"] == 10000
+
+
+def test_bank_transfer_exact(papi: Api, gateway: SandboxGateway) -> None:
+    created = papi.create_invoice(amount=10000)
+    payment_id = paid(papi, created["id"], BANK_TRANSFER)["id"]
+    body = _transfer(papi, payment_id, 10000)
+    assert (body["status"], body["amount_received"]) == ("succeeded", 10000)
+    inv = body["invoice"]
+    assert (inv["status"], inv["amount_paid"], inv["amount_due"], inv["overpaid"]) == (
+        "processed", 10000, 0, False,
+    )  # fmt: skip
+
+
+def test_bank_transfer_more_is_overpaid(papi: Api, gateway: SandboxGateway) -> None:
+    created = papi.create_invoice(amount=10000)
+    payment_id = paid(papi, created["id"], BANK_TRANSFER)["id"]
+    body = _transfer(papi, payment_id, 12345)
+    assert (body["status"], body["amount_received"]) == ("succeeded", 12345)
+    inv = body["invoice"]
+    assert (inv["status"], inv["amount_paid"], inv["amount_due"], inv["overpaid"]) == (
+        "processed", 12345, -2345, True,
+    )  # fmt: skip
+    # A further transfer after completion is recorded too, never dropped.
+    again = _transfer(papi, payment_id, 55)
+    inv = again["invoice"]
+    assert (inv["status"], inv["amount_paid"], inv["amount_due"], inv["overpaid"]) == (
+        "processed", 12400, -2400, True,
+    )  # fmt: skip
+    charge = gateway.charges(payment_id)
+    assert charge is not None and charge["amount_captured"] == 12400
+
+
+def test_bank_transfer_partial_then_over(papi: Api) -> None:
+    created = papi.create_invoice(amount=10000)
+    payment_id = paid(papi, created["id"], BANK_TRANSFER)["id"]
+    _transfer(papi, payment_id, 4000)
+    body = _transfer(papi, payment_id, 7000)
+    inv = body["invoice"]
+    assert (body["status"], inv["status"], inv["amount_paid"], inv["amount_due"]) == (
+        "succeeded", "processed", 11000, -1000,
+    )  # fmt: skip
+    assert inv["overpaid"] is True
+
+
+def test_transfer_helper_refuses_a_card_payment(papi: Api, db: Database) -> None:
+    created = papi.create_invoice()
+    payment_id = paid(papi, created["id"], card(PENDING))["id"]
+    response = papi.post(
+        "/v1/test_helpers/bank_transfers", json={"payment": payment_id, "amount": 100}
+    )
+    problem(response, 409, "payment_not_bank_transfer")
+    assert invoice(papi, created["id"])["amount_paid"] == 0
+
+
+def test_transfer_helper_validates_its_body(papi: Api) -> None:
+    for body in (
+        {"payment": "pay_01JD3Z7Q8W0000000000000000", "amount": 0},
+        {"payment": "pay_01JD3Z7Q8W0000000000000000", "amount": -5},
+        {"payment": "inv_01JD3Z7Q8W0000000000000000", "amount": 5},
+        {"amount": 5},
+    ):
+        response = papi.post("/v1/test_helpers/bank_transfers", json=body)
+        assert response.status_code == 422, (body, response.text)
+    unknown = {"payment": "pay_01JD3Z7Q8W0000000000000000", "amount": 5}
+    problem(papi.post("/v1/test_helpers/bank_transfers", json=unknown), 404, "payment_not_found")
+
+
+def test_invoice_method_is_authorised_not_captured(
+    papi: Api, gateway: SandboxGateway, db: Database
+) -> None:
+    created = papi.create_invoice(amount=8900)
+    body = paid(papi, created["id"], INVOICE_METHOD)
+    assert (body["status"], body["method"]) == ("authorized", "invoice")
+    assert (body["amount_authorized"], body["amount_received"], body["captured"]) == (
+        8900, 0, False,
+    )  # fmt: skip
+    inv = body["invoice"]
+    assert (inv["status"], inv["amount_paid"]) == ("processed", 0)
+    charge = gateway.charges(body["id"])
+    assert charge is not None
+    assert (charge["state"], charge["amount"], charge["amount_captured"]) == (
+        "authorized", 8900, 0,
+    )  # fmt: skip
+    (row,) = payments_of(db, created["id"])
+    assert row.status == "authorized" and row.next_check_at is None
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount"), [("JPY", 1999), ("JPY", 1), ("KWD", 12345), ("KWD", 1)]
+)
+def test_zero_and_three_decimal_currencies(
+    papi: Api, gateway: SandboxGateway, currency: str, amount: int
+) -> None:
+    created = papi.create_invoice(amount=amount, currency=currency)
+    body = paid(papi, created["id"], card(SUCCEEDS))
+    assert (body["amount"], body["currency"], body["amount_received"]) == (
+        amount, currency, amount,
+    )  # fmt: skip
+    assert (body["invoice"]["amount_paid"], body["invoice"]["amount_due"]) == (amount, 0)
+    charge = gateway.charges(body["id"])
+    assert charge is not None
+    assert (charge["amount"], charge["currency"], charge["amount_captured"]) == (
+        amount, currency, amount,
+    )  # fmt: skip
+
+
+def test_kwd_bank_transfer_in_parts(papi: Api, gateway: SandboxGateway) -> None:
+    created = papi.create_invoice(amount=10005, currency="KWD")  # 10.005 KWD
+    payment_id = paid(papi, created["id"], BANK_TRANSFER)["id"]
+    first = _transfer(papi, payment_id, 5)
+    assert (first["invoice"]["status"], first["invoice"]["amount_due"]) == (
+        "partially_processed", 10000,
+    )  # fmt: skip
+    second = _transfer(papi, payment_id, 10000)
+    assert (second["invoice"]["status"], second["invoice"]["amount_paid"]) == (
+        "processed", 10005,
+    )  # fmt: skip
+    charge = gateway.charges(payment_id)
+    assert charge is not None
+    assert (charge["currency"], charge["amount_captured"]) == ("KWD", 10005)
+
+
+def test_jpy_invoice_method(papi: Api, gateway: SandboxGateway) -> None:
+    created = papi.create_invoice(amount=5000, currency="JPY")
+    body = paid(papi, created["id"], INVOICE_METHOD)
+    assert (body["status"], body["amount_authorized"], body["currency"]) == (
+        "authorized", 5000, "JPY",
+    )  # fmt: skip
+    charge = gateway.charges(body["id"])
+    assert charge is not None and (charge["amount"], charge["currency"]) == (5000, "JPY")
+
+
+def test_second_payment_pays_only_what_is_due(papi: Api, gateway: SandboxGateway) -> None:
+    """A partly paid invoice is payable again, for the rest only."""
+    created = papi.create_invoice(amount=10000)
+    transfer_id = paid(papi, created["id"], BANK_TRANSFER)["id"]
+    _transfer(papi, transfer_id, 3000)
+    body = paid(papi, created["id"], card(SUCCEEDS))
+    assert (body["attempt"], body["amount"], body["amount_received"]) == (2, 7000, 7000)
+    inv = body["invoice"]
+    assert (inv["status"], inv["amount_paid"], inv["amount_due"]) == ("processed", 10000, 0)
+    charge = gateway.charges(body["id"])
+    assert charge is not None and charge["amount_captured"] == 7000
+
+
+def test_transfer_after_expiry_is_recorded_and_flagged_paid_late(
+    papi: Api, gateway: SandboxGateway
+) -> None:
+    created = papi.create_invoice(amount=10000)
+    payment_id = paid(papi, created["id"], BANK_TRANSFER)["id"]
+    _transfer(papi, payment_id, 4000)
+    expired = papi.post(f"/v1/test_helpers/invoices/{created['id']}/expire")
+    assert expired.status_code == 200, expired.text
+    assert expired.json()["status"] == "expired"
+    body = _transfer(papi, payment_id, 6000)
+    assert (body["status"], body["amount_received"]) == ("succeeded", 10000)
+    inv = body["invoice"]
+    assert (inv["status"], inv["amount_paid"], inv["amount_due"], inv["paid_late"]) == (
+        "expired", 10000, 0, True,
+    )  # fmt: skip
+    history = papi.get(f"/v1/invoices/{created['id']}/events").json()["data"]
+    (late,) = [e for e in history if e["type"] == "invoice.paid_late"]
+    assert (late["data"]["amount"], late["data"]["payment"]) == (6000, payment_id)
+    assert late["data"]["object"]["paid_late"] is True
