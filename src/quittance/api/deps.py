@@ -8,12 +8,12 @@ from quittance.config import Settings
 from quittance.db.uow import Database
 
 
-def _db(request: Request) -> Database:
+async def _db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

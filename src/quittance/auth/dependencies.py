@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, Request
 from sqlalchemy import select
 
@@ -53,8 +54,8 @@ class KeyCache:
             self._entries.clear()
 
 
-def authenticate(db: Database, cache: KeyCache, authorization: str | None) -> Caller:
-    """Return the caller a bearer key belongs to, or raise 401."""
+def _digest(authorization: str | None) -> str:
+    """Check the header's shape and return the key's digest, or raise 401."""
     if not authorization:
         raise Unauthorized(
             "Send your API key as `Authorization: Bearer qk_test_…`.",
@@ -64,10 +65,10 @@ def authenticate(db: Database, cache: KeyCache, authorization: str | None) -> Ca
     key = key.strip()
     if scheme.lower() != "bearer" or not looks_like_key(key):
         raise Unauthorized("The API key is missing or malformed.", code="invalid_api_key")
-    digest = hash_key(key)
-    cached = cache.get(digest)
-    if cached is not None:
-        return cached
+    return hash_key(key)
+
+
+def _lookup(db: Database, cache: KeyCache, digest: str) -> Caller:
     with db.read() as session:
         row = session.execute(
             select(ApiKey.id, ApiKey.merchant_id, ApiKey.livemode, ApiKey.kind).where(
@@ -81,9 +82,20 @@ def authenticate(db: Database, cache: KeyCache, authorization: str | None) -> Ca
     return caller
 
 
-def _secret_caller(request: Request) -> Caller:
+def authenticate(db: Database, cache: KeyCache, authorization: str | None) -> Caller:
+    """Return the caller a bearer key belongs to, or raise 401."""
+    digest = _digest(authorization)
+    return cache.get(digest) or _lookup(db, cache, digest)
+
+
+async def _secret_caller(request: Request) -> Caller:
+    # Async, so a cached key costs no hop to the thread pool; a miss reads in a thread.
     state = request.app.state
-    caller = authenticate(state.db, state.key_cache, request.headers.get("authorization"))
+    cache: KeyCache = state.key_cache
+    digest = _digest(request.headers.get("authorization"))
+    caller = cache.get(digest)
+    if caller is None:
+        caller = await anyio.to_thread.run_sync(_lookup, state.db, cache, digest)
     if caller.publishable:
         raise Unauthorized(
             "A publishable key cannot use this endpoint; use a secret key.",

@@ -2,11 +2,16 @@
 
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 # Execution option that marks a connection as the start of a write transaction.
 WRITE_OPTION = "quittance_write"
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def normalize_url(url: str) -> str:
@@ -24,13 +29,16 @@ def build_engine(url: str, *, pool_size: int = 20) -> Engine:
     if backend == "sqlite":
         return _sqlite_engine(url, pool_size)
     if backend == "postgresql":
+        # No pre-ping (it costs a round trip per request): connections are recycled, and a
+        # connection the server dropped invalidates the pool on first use.
         return create_engine(
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
             pool_recycle=1800,
             connect_args={"connect_timeout": 10},
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
         )
     raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
 
@@ -44,6 +52,8 @@ def _sqlite_engine(url: str, pool_size: int) -> Engine:
         connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
         pool_size=pool_size,
         max_overflow=pool_size,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
     )
 
     @event.listens_for(engine, "connect")

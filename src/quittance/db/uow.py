@@ -8,12 +8,20 @@ SQLite's busy handler; other processes are still handled by `busy_timeout`.
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from quittance.db.engine import WRITE_OPTION, build_engine
+
+# Key in `session.info` of callables to run once the unit of work has committed.
+AFTER_COMMIT = "quittance_after_commit"
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run `callback` once this unit of work has committed (never if it rolls back)."""
+    session.info.setdefault(AFTER_COMMIT, []).append(callback)
 
 
 class Database:
@@ -41,6 +49,8 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+        for callback in session.info.get(AFTER_COMMIT, ()):
+            callback()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:

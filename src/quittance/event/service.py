@@ -6,6 +6,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from quittance import clock
+from quittance.db.rows import insert_rows
 from quittance.domain.errors import NotFound
 from quittance.domain.ids import new_ordered_id
 from quittance.models import Event
@@ -24,10 +25,11 @@ def record(
     status: str | None = None,
     trigger: str | None = None,
 ) -> Event:
-    """Add an event to the current unit of work (committed with the change it describes).
+    """Write an event in the current unit of work (committed with the change it describes).
 
-    Its webhook deliveries, one per enabled endpoint that subscribes to it, are added to the
-    same unit of work: the transactional outbox.
+    The row is inserted at once through Core (events are never changed, so the ORM's unit of
+    work has nothing to track). Its webhook deliveries, one per enabled endpoint that
+    subscribes to it, are added to the same unit of work: the transactional outbox.
     """
     event = Event(
         id=new_ordered_id("evt"),
@@ -41,7 +43,7 @@ def record(
         data=data,
         created_at=clock.now(),
     )
-    session.add(event)
+    insert_rows(session, [event])
     enqueue_deliveries(session, event)
     return event
 

@@ -1,10 +1,15 @@
 """Create merchants and keys; read and change payment options."""
 
+import threading
+import time
+from dataclasses import dataclass
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from quittance import clock
 from quittance.auth.keys import generate_key, hash_key
+from quittance.db.uow import after_commit
 from quittance.domain.errors import NotFound
 from quittance.domain.ids import new_id
 from quittance.merchant.schemas import DEFAULTS, PaymentOptionsUpdate
@@ -68,6 +73,58 @@ def create_api_key(
     return key, plain
 
 
+@dataclass(frozen=True, slots=True)
+class InvoiceDefaults:
+    """What a new invoice takes from the payment options."""
+
+    invoice_lifetime: int
+    attempts_limit: int
+    return_url: str | None
+
+
+class _DefaultsCache:
+    """Invoice defaults per merchant and mode, so creating an invoice reads no settings row.
+
+    A change made through this process is seen at once; other processes see it within
+    `ttl` seconds.
+    """
+
+    def __init__(self, ttl: float = 5.0, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._entries: dict[tuple[str, bool], tuple[float, InvoiceDefaults]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, bool]) -> InvoiceDefaults | None:
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None and entry[0] > time.monotonic() else None
+
+    def put(self, key: tuple[str, bool], value: InvoiceDefaults) -> None:
+        with self._lock:
+            if len(self._entries) >= self.size:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic() + self.ttl, value)
+
+    def forget(self, key: tuple[str, bool]) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+
+_defaults = _DefaultsCache()
+
+
+def invoice_defaults(session: Session, merchant_id: str, livemode: bool) -> InvoiceDefaults:
+    """The defaults new invoices take from the payment options (cached briefly)."""
+    key = (merchant_id, livemode)
+    cached = _defaults.get(key)
+    if cached is not None:
+        return cached
+    options = get_payment_options(session, merchant_id, livemode)
+    value = InvoiceDefaults(options.invoice_lifetime, options.attempts_limit, options.return_url)
+    _defaults.put(key, value)
+    return value
+
+
 def get_payment_options(session: Session, merchant_id: str, livemode: bool) -> PaymentOptions:
     options = session.get(PaymentOptions, (merchant_id, livemode))
     if options is None:  # pragma: no cover - created with the merchant
@@ -78,6 +135,9 @@ def get_payment_options(session: Session, merchant_id: str, livemode: bool) -> P
 def update_payment_options(
     session: Session, merchant_id: str, livemode: bool, data: PaymentOptionsUpdate
 ) -> PaymentOptions:
+    # Forget the cached defaults now and once committed, so no reader in between keeps the old.
+    _defaults.forget((merchant_id, livemode))
+    after_commit(session, lambda: _defaults.forget((merchant_id, livemode)))
     options = session.get(PaymentOptions, (merchant_id, livemode), with_for_update=True)
     if options is None:  # pragma: no cover - created with the merchant
         raise MerchantNotFound(f"No merchant {merchant_id!r} exists.")

@@ -6,7 +6,7 @@ and its deliveries are committed together with the change that caused them, or n
 
 from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from quittance.domain.ids import new_ordered_id
@@ -30,19 +30,28 @@ def matches(patterns: list[str], event_type: str) -> bool:
     return False
 
 
+_ENABLED_ENDPOINTS = (
+    select(WebhookEndpoint.id, WebhookEndpoint.enabled_events)
+    .where(
+        WebhookEndpoint.merchant_id == bindparam("merchant_id"),
+        WebhookEndpoint.livemode == bindparam("livemode"),
+        WebhookEndpoint.enabled.is_(True),
+    )
+    .order_by(WebhookEndpoint.id)
+)
+
+
 def enqueue_deliveries(session: Session, event: Event) -> list[WebhookDelivery]:
     """Add a pending delivery of `event` for each enabled endpoint that subscribes to it."""
     if event.type == TEST_EVENT:
         return []
-    endpoints = session.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.enabled_events)
-        .where(
-            WebhookEndpoint.merchant_id == event.merchant_id,
-            WebhookEndpoint.livemode == event.livemode,
-            WebhookEndpoint.enabled.is_(True),
-        )
-        .order_by(WebhookEndpoint.id)
-    ).all()
+    # A plain Core read on the session's connection: this runs for every event, and the ORM's
+    # execution path (autoflush, entity loading) would cost more than the query.
+    endpoints = (
+        session.connection()
+        .execute(_ENABLED_ENDPOINTS, {"merchant_id": event.merchant_id, "livemode": event.livemode})
+        .all()
+    )
     deliveries = [
         new_delivery(event, endpoint_id)
         for endpoint_id, patterns in endpoints

@@ -176,7 +176,6 @@ def send_test(session: Session, caller: Caller, endpoint_id: str) -> WebhookDeli
         type=TEST_EVENT,
         data={"object": render_endpoint(endpoint)},
     )
-    session.flush()  # the delivery row references the event row
     delivery = new_delivery(event, endpoint.id)
     session.add(delivery)
     return delivery
