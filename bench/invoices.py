@@ -304,6 +304,9 @@ def bench_database(database: Database, options: Options, workdir: Path) -> list[
         **os.environ,
         "QUITTANCE_DATABASE_URL": database.url,
         "QUITTANCE_LOG_LEVEL": "WARNING",
+        # Measured as deployed: production settings, with a secret of its own.
+        "QUITTANCE_ENV": "production",
+        "QUITTANCE_SECRET_KEY": secrets.token_urlsafe(32),
         "QUITTANCE_EMBEDDED_WORKER": "true" if options.embedded_worker else "false",
         "PYTHONUNBUFFERED": "1",
     }

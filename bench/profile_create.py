@@ -61,6 +61,7 @@ def build(url: str) -> tuple[Any, str]:
     """Migrate, create a merchant and a key, and build the app as `quittance serve` does."""
     os.environ["QUITTANCE_DATABASE_URL"] = url
     os.environ["QUITTANCE_LOG_LEVEL"] = "WARNING"
+    os.environ.setdefault("QUITTANCE_ENV", "test")
     from quittance.app import create_app
     from quittance.config import Settings
     from quittance.db.migrate import upgrade

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select
@@ -15,7 +16,12 @@ from tests.conftest import start_server, stop_server
 def quittance(
     database_url: str, *args: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "QUITTANCE_DATABASE_URL": database_url, "QUITTANCE_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "QUITTANCE_DATABASE_URL": database_url,
+        "QUITTANCE_LOG_LEVEL": "WARNING",
+        "QUITTANCE_ENV": "test",
+    }
     result = subprocess.run(
         [sys.executable, "-m", "quittance", *args],
         env=env, capture_output=True, text=True, timeout=120,
@@ -85,3 +91,17 @@ def test_statuses_prints_the_generated_document(database_url: str) -> None:
     from quittance.docs import status_document
 
     assert quittance(database_url, "statuses").stdout == status_document()
+
+
+def test_production_refuses_the_placeholder_secret_with_a_sentence(tmp_path: Path) -> None:
+    env = {**os.environ, "QUITTANCE_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}"}
+    env.pop("QUITTANCE_ENV", None)
+    env.pop("QUITTANCE_SECRET_KEY", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "quittance", "migrate"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "QUITTANCE_SECRET_KEY must be set" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "p.db").exists(), "nothing was created"

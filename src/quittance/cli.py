@@ -5,6 +5,7 @@ import sys
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from quittance.config import Settings
@@ -20,7 +21,19 @@ console = Console(stderr=True)
 
 
 def _settings() -> Settings:
-    return Settings()
+    """Read the settings, or stop with a sentence saying what to set."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            console.print(f"[red]configuration: {field}: {message}[/red]")
+        console.print(
+            "Set the QUITTANCE_* variables above; for a local try-out, "
+            "QUITTANCE_ENV=development (which `make run` sets)."
+        )
+        raise typer.Exit(2) from None
 
 
 @app.command()

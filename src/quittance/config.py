@@ -14,7 +14,9 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./quittance.db"
     base_url: str = "http://127.0.0.1:8000"
-    env: Literal["development", "test", "production"] = "development"
+    # Production unless said otherwise: it refuses placeholder secrets and private webhook
+    # targets. `make run` sets development.
+    env: Literal["development", "test", "production"] = "production"
     secret_key: str = PLACEHOLDER_SECRET
     # Requests whose body is larger than this are refused with 413 before they are parsed.
     max_body_bytes: int = Field(default=131_072, ge=1024, le=16 * 1024 * 1024)
