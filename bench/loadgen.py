@@ -3,8 +3,10 @@
 Run as its own process (so it never shares the server's GIL), it opens `--concurrency`
 connections, runs a warm-up phase whose figures are thrown away, then drives the scenario for
 `--duration` seconds (or until `--max-requests` iterations have started) and prints one JSON
-document with the counts and latency percentiles. Every connection runs one iteration at a time
-(a closed loop), so the number of requests in flight is the concurrency.
+document with the counts and latency percentiles, per request and per iteration (one unit of
+the scenario: a request for `create`, a create-then-pay lifecycle for `lifecycle`). Every
+connection runs one iteration at a time (a closed loop), so the number of requests in flight is
+the concurrency.
 
     python bench/loadgen.py --port 8000 --scenario create --api-key qk_test_...
 """
@@ -23,7 +25,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from scenarios import SCENARIOS, Context, Response, Scenario, UnexpectedStatus
+from scenarios import (
+    SCENARIOS,
+    Context,
+    Response,
+    Scenario,
+    ScenarioFailure,
+    UnexpectedStatus,
+)
 
 
 class TransportError(Exception):
@@ -32,9 +41,13 @@ class TransportError(Exception):
 
 @dataclass
 class Recorder:
-    """Latencies (seconds) per step label, plus error counts."""
+    """Latencies (seconds) per step label and per completed iteration, plus error counts.
+
+    An iteration ends at its first error, so `errors` is also the number of failed iterations.
+    """
 
     latencies: dict[str, list[float]] = field(default_factory=dict)
+    iteration_latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     errors: int = 0
     error_sample: str | None = None
@@ -171,13 +184,18 @@ async def _phase(
             n = counter.take()
             if n is None:
                 return
+            iteration_started = time.perf_counter()
             try:
                 await scenario.run(connection, ctx, n)
             except UnexpectedStatus:
                 continue
+            except ScenarioFailure as exc:
+                recorder.fail(str(exc))
+                continue
             except TransportError:
                 await asyncio.sleep(0.01)  # do not spin while the server is unreachable
                 continue
+            recorder.iteration_latencies.append(time.perf_counter() - iteration_started)
             recorder.iterations += 1
 
     await asyncio.gather(*(loop(connection) for connection in connections))
@@ -234,9 +252,12 @@ async def run(
     ok = len(everything)
     return {
         "scenario": scenario.name,
+        "unit": scenario.unit,
         "concurrency": concurrency,
         "duration_s": elapsed,
         "iterations": measured.iterations,
+        "iterations_per_s": measured.iterations / elapsed if elapsed > 0 else 0.0,
+        "iteration_latency": summarize(measured.iteration_latencies),
         "requests": ok + measured.errors,
         "ok": ok,
         "errors": measured.errors,

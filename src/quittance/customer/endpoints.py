@@ -20,6 +20,7 @@ from quittance.customer.schemas import (
     render_customer,
     render_saved_method,
 )
+from quittance.db.pagination import keyset_page
 from quittance.domain.errors import ValidationFailed
 from quittance.idempotency.dependencies import IdempotentDep
 from quittance.models import Customer, PaymentMethod
@@ -81,7 +82,7 @@ def list_customers(
     """List customers, newest first, with cursor pagination."""
     _one_cursor(starting_after, ending_before)
     with db.read() as session:
-        rows, has_more = repository.page(
+        rows, has_more = keyset_page(
             session,
             repository.filtered(caller, email=email),
             Customer.id,
@@ -133,7 +134,7 @@ def list_payment_methods(
     _one_cursor(starting_after, ending_before)
     with db.read() as session:
         customer = service.get_customer(session, caller, customer_id)
-        rows, has_more = repository.page(
+        rows, has_more = keyset_page(
             session,
             repository.attached_methods(caller, customer.id),
             PaymentMethod.id,

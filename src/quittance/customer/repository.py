@@ -1,10 +1,10 @@
 """Customer and saved payment method queries; every one is scoped to one merchant and mode."""
 
 import re
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import Select, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 
 from quittance.auth.dependencies import Caller
 from quittance.models import Customer, PaymentMethod
@@ -57,23 +57,3 @@ def attached_method(
 ) -> PaymentMethod | None:
     query = attached_methods(caller, customer_id).where(PaymentMethod.id == method_id)
     return session.scalars(query).first()
-
-
-def page(
-    session: Session,
-    query: Select[Row],
-    id_column: InstrumentedAttribute[Any],
-    *,
-    limit: int,
-    starting_after: str | None,
-    ending_before: str | None,
-) -> tuple[list[Row], bool]:
-    """Return one page, newest first, and whether more rows follow in that direction."""
-    if ending_before is not None:
-        query = query.where(id_column > ending_before).order_by(id_column.asc())
-        rows = list(session.scalars(query.limit(limit + 1)))
-        return list(reversed(rows[:limit])), len(rows) > limit
-    if starting_after is not None:
-        query = query.where(id_column < starting_after)
-    rows = list(session.scalars(query.order_by(id_column.desc()).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit

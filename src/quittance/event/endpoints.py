@@ -8,6 +8,7 @@ from starlette.responses import Response
 from quittance.api.deps import DbDep
 from quittance.api.responses import dumps, json_response, page
 from quittance.auth.dependencies import CallerDep
+from quittance.db.pagination import keyset_page
 from quittance.event.service import get_event, list_query, render_event
 from quittance.models import Event
 
@@ -29,12 +30,12 @@ def list_events(
         query = query.where(Event.type == type)
     if invoice_id is not None:
         query = query.where(Event.invoice_id == invoice_id)
-    if starting_after is not None:
-        query = query.where(Event.id < starting_after)
     with db.read() as session:
-        rows = list(session.scalars(query.order_by(Event.id.desc()).limit(limit + 1)))
-    data = [render_event(event) for event in rows[:limit]]
-    return json_response(200, dumps(page(data, len(rows) > limit, "/v1/events")))
+        rows, has_more = keyset_page(
+            session, query, Event.id, limit=limit, starting_after=starting_after
+        )
+    data = [render_event(event) for event in rows]
+    return json_response(200, dumps(page(data, has_more, "/v1/events")))
 
 
 @router.get("/events/{event_id}")

@@ -12,6 +12,7 @@ from quittance import clock
 from quittance.api.deps import DbDep, SettingsDep
 from quittance.api.responses import dumps, json_response, page
 from quittance.auth.dependencies import CallerDep
+from quittance.db.pagination import keyset_page
 from quittance.domain.errors import NotFound, ValidationFailed
 from quittance.domain.invoice import Status
 from quittance.domain.money import MAX_AMOUNT, CurrencyNotSupported, normalize_currency
@@ -21,7 +22,7 @@ from quittance.invoice import repository, service
 from quittance.invoice.repository import InvoiceFilters
 from quittance.invoice.schemas import InvoiceCreate, InvoiceOut, InvoiceUpdate, render_invoice
 from quittance.invoice.tasks import expire_overdue_for
-from quittance.models import Event
+from quittance.models import Event, Invoice
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
 
@@ -170,9 +171,10 @@ def list_invoices(
         with db.write() as session:
             expire_overdue_for(session, caller, settings.public_base_url)
     with db.read() as session:
-        invoices, has_more = repository.page(
+        invoices, has_more = keyset_page(
             session,
             repository.filtered(caller, filters),
+            Invoice.id,
             limit=limit,
             starting_after=starting_after,
             ending_before=ending_before,

@@ -77,29 +77,6 @@ def search_text(invoice: Invoice) -> str:
     return "\n".join(field for field in fields if field).casefold()
 
 
-def page(
-    session: Session,
-    query: Select[Invoice],
-    *,
-    limit: int,
-    starting_after: str | None,
-    ending_before: str | None,
-) -> tuple[list[Invoice], bool]:
-    """Return one page, newest first, and whether more rows follow in that direction."""
-    if ending_before is not None:
-        rows = list(
-            session.scalars(
-                query.where(Invoice.id > ending_before).order_by(Invoice.id.asc()).limit(limit + 1)
-            )
-        )
-        has_more = len(rows) > limit
-        return list(reversed(rows[:limit])), has_more
-    if starting_after is not None:
-        query = query.where(Invoice.id < starting_after)
-    rows = list(session.scalars(query.order_by(Invoice.id.desc()).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
-
-
 def any_overdue(session: Session, caller: Caller, now: datetime) -> bool:
     return bool(
         session.scalar(

@@ -1,5 +1,6 @@
 """`/v1/invoices/{id}/pay`, `/v1/payments`, and the payment test helpers."""
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -12,9 +13,11 @@ from quittance.api.responses import dumps, json_response, page
 from quittance.api.schemas import Amount, StrictModel
 from quittance.auth.dependencies import Caller, CallerDep
 from quittance.config import Settings
+from quittance.db.pagination import keyset_page
 from quittance.db.uow import Database
 from quittance.domain.errors import NotFound, QuittanceError
 from quittance.idempotency.dependencies import IdempotentDep
+from quittance.idempotency.service import IdempotentRequest
 from quittance.invoice.schemas import render_invoice
 from quittance.invoice.service import get_invoice
 from quittance.models import Payment
@@ -22,7 +25,7 @@ from quittance.payment import service
 from quittance.payment.schemas import PaymentOut, PayRequest, render_payment
 from quittance.providers.base import PaymentResult
 from quittance.providers.registry import sandbox
-from quittance.providers.sandbox import SandboxError
+from quittance.providers.sandbox import SandboxError, SandboxGateway
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -94,12 +97,12 @@ def list_payments(
         query = query.where(Payment.invoice_id == invoice)
     if status is not None:
         query = query.where(Payment.status == status)
-    if starting_after is not None:
-        query = query.where(Payment.id < starting_after)
     with db.read() as session:
-        rows = list(session.scalars(query.order_by(Payment.id.desc()).limit(limit + 1)))
-    data = [render_payment(p) for p in rows[:limit]]
-    return json_response(200, dumps(page(data, len(rows) > limit, "/v1/payments")))
+        rows, has_more = keyset_page(
+            session, query, Payment.id, limit=limit, starting_after=starting_after
+        )
+    data = [render_payment(p) for p in rows]
+    return json_response(200, dumps(page(data, has_more, "/v1/payments")))
 
 
 test_helpers = APIRouter(prefix="/v1/test_helpers", tags=["test helpers"])
@@ -117,15 +120,19 @@ def _test_mode(caller: Caller) -> None:
 
 
 def _resolve(
-    run: Any, payment_id: str, settings: Settings, act: Any
-) -> Response:  # act(sandbox) -> PaymentResult
+    run: IdempotentRequest,
+    payment_id: str,
+    settings: Settings,
+    act: Callable[[SandboxGateway], PaymentResult],
+) -> Response:
+    """Let the sandbox change a payment, then record its answer as the worker would."""
     _test_mode(run.caller)
 
     def handle(db: Database) -> tuple[int, dict[str, Any]]:
         with db.read() as session:
             service.get_payment(session, run.caller, payment_id)
         try:
-            result: PaymentResult = act(sandbox(settings))
+            result = act(sandbox(settings))
         except SandboxError as exc:
             raise SandboxRefused(exc.message, code=exc.code) from None
         with db.write() as session:
@@ -133,7 +140,7 @@ def _resolve(
             service.apply_result(session, invoice, payment, result, settings)
         return 200, _document(db, run.caller, payment_id, settings)
 
-    return run.run_steps(handle)  # type: ignore[no-any-return]
+    return run.run_steps(handle)
 
 
 @test_helpers.post("/payments/{payment_id}/settle", response_model=PaymentOut)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from quittance import clock
 from quittance.auth.dependencies import Caller
+from quittance.db.pagination import keyset_page
 from quittance.domain.errors import Conflict, NotFound, ValidationFailed
 from quittance.domain.ids import new_id
 from quittance.domain.invoice import PAYABLE
@@ -96,10 +97,9 @@ def connections(
         ProviderConnection.merchant_id == caller.merchant_id,
         ProviderConnection.livemode == caller.livemode,
     )
-    if starting_after is not None:
-        query = query.where(ProviderConnection.id < starting_after)
-    rows = list(session.scalars(query.order_by(ProviderConnection.id.desc()).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+    return keyset_page(
+        session, query, ProviderConnection.id, limit=limit, starting_after=starting_after
+    )
 
 
 def get_connection(session: Session, caller: Caller, connection_id: str) -> ProviderConnection:

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from quittance.api.deps import DbDep, SettingsDep
 from quittance.api.responses import dumps, json_response, page
 from quittance.auth.dependencies import CallerDep
+from quittance.db.pagination import keyset_page
 from quittance.idempotency.dependencies import IdempotentDep
 from quittance.models import WebhookDelivery, WebhookEndpoint
 from quittance.webhook import repository, service
@@ -59,12 +60,12 @@ def list_endpoints(
 ) -> Response:
     """List endpoints, newest first."""
     query = repository.endpoints(caller)
-    if starting_after is not None:
-        query = query.where(WebhookEndpoint.id < starting_after)
     with db.read() as session:
-        rows = list(session.scalars(query.order_by(WebhookEndpoint.id.desc()).limit(limit + 1)))
-    data = [render_endpoint(endpoint) for endpoint in rows[:limit]]
-    return json_response(200, dumps(page(data, len(rows) > limit, "/v1/webhook_endpoints")))
+        rows, has_more = keyset_page(
+            session, query, WebhookEndpoint.id, limit=limit, starting_after=starting_after
+        )
+    data = [render_endpoint(endpoint) for endpoint in rows]
+    return json_response(200, dumps(page(data, has_more, "/v1/webhook_endpoints")))
 
 
 @router.get("/webhook_endpoints/{endpoint_id}", response_model=WebhookEndpointOut,
@@ -147,12 +148,12 @@ def list_deliveries(
         query = query.where(WebhookDelivery.event_id == event_id)
     if status is not None:
         query = query.where(WebhookDelivery.status == status)
-    if starting_after is not None:
-        query = query.where(WebhookDelivery.id < starting_after)
     with db.read() as session:
-        rows = list(session.scalars(query.order_by(WebhookDelivery.id.desc()).limit(limit + 1)))
-    data = [render_delivery(delivery) for delivery in rows[:limit]]
-    return json_response(200, dumps(page(data, len(rows) > limit, "/v1/webhook_deliveries")))
+        rows, has_more = keyset_page(
+            session, query, WebhookDelivery.id, limit=limit, starting_after=starting_after
+        )
+    data = [render_delivery(delivery) for delivery in rows]
+    return json_response(200, dumps(page(data, has_more, "/v1/webhook_deliveries")))
 
 
 @router.get("/webhook_deliveries/{delivery_id}", response_model=WebhookDeliveryOut,
