@@ -23,7 +23,7 @@ from quittance.invoice.schemas import (
     LineItemIn,
     render_invoice,
 )
-from quittance.merchant.service import invoice_defaults
+from quittance.merchant.service import options_snapshot
 from quittance.models import Event, Invoice, InvoiceLineItem
 
 
@@ -130,7 +130,7 @@ def create_invoice(session: Session, caller: Caller, data: InvoiceCreate, base_u
     The returned object is not in the session: read it, do not change it.
     """
     customer = _customer_fields(session, caller, data.customer)
-    options = invoice_defaults(session, caller.merchant_id, caller.livemode)
+    options = options_snapshot(session, caller.merchant_id, caller.livemode)
     now = clock.now()
     invoice_id = new_id("inv")
     built = _build_lines(invoice_id, caller.merchant_id, data.line_items or [])

@@ -74,16 +74,19 @@ def create_api_key(
 
 
 @dataclass(frozen=True, slots=True)
-class InvoiceDefaults:
-    """What a new invoice takes from the payment options."""
+class OptionsSnapshot:
+    """What the hot paths read of the payment options (and the merchant's name)."""
 
     invoice_lifetime: int
     attempts_limit: int
     return_url: str | None
+    descriptor_template: str
+    expose_internal_callback_data: bool
+    merchant_name: str
 
 
 class _DefaultsCache:
-    """Invoice defaults per merchant and mode, so creating an invoice reads no settings row.
+    """Option snapshots per merchant and mode, so hot paths read no settings row.
 
     A change made through this process is seen at once; other processes see it within
     `ttl` seconds.
@@ -92,14 +95,14 @@ class _DefaultsCache:
     def __init__(self, ttl: float = 5.0, size: int = 10_000) -> None:
         self.ttl = ttl
         self.size = size
-        self._entries: dict[tuple[str, bool], tuple[float, InvoiceDefaults]] = {}
+        self._entries: dict[tuple[str, bool], tuple[float, OptionsSnapshot]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, bool]) -> InvoiceDefaults | None:
+    def get(self, key: tuple[str, bool]) -> OptionsSnapshot | None:
         entry = self._entries.get(key)
         return entry[1] if entry is not None and entry[0] > time.monotonic() else None
 
-    def put(self, key: tuple[str, bool], value: InvoiceDefaults) -> None:
+    def put(self, key: tuple[str, bool], value: OptionsSnapshot) -> None:
         with self._lock:
             if len(self._entries) >= self.size:
                 self._entries.clear()
@@ -113,14 +116,22 @@ class _DefaultsCache:
 _defaults = _DefaultsCache()
 
 
-def invoice_defaults(session: Session, merchant_id: str, livemode: bool) -> InvoiceDefaults:
-    """The defaults new invoices take from the payment options (cached briefly)."""
+def options_snapshot(session: Session, merchant_id: str, livemode: bool) -> OptionsSnapshot:
+    """The payment options as the hot paths need them (cached briefly)."""
     key = (merchant_id, livemode)
     cached = _defaults.get(key)
     if cached is not None:
         return cached
     options = get_payment_options(session, merchant_id, livemode)
-    value = InvoiceDefaults(options.invoice_lifetime, options.attempts_limit, options.return_url)
+    merchant = get_merchant(session, merchant_id)
+    value = OptionsSnapshot(
+        options.invoice_lifetime,
+        options.attempts_limit,
+        options.return_url,
+        options.descriptor_template,
+        options.expose_internal_callback_data,
+        merchant.name,
+    )
     _defaults.put(key, value)
     return value
 

@@ -66,8 +66,10 @@ def pay_invoice(
             )  # fmt: skip
         call = service.call_provider(attempt, settings)
         with db.write() as session:
-            service.record_call(session, attempt, call, settings)
-        return 200, _document(db, run.caller, attempt.payment_id, settings)
+            payment, invoice = service.record_call(session, attempt, call, settings)
+            document = render_payment(payment)
+            document["invoice"] = render_invoice(invoice, settings.public_base_url)
+        return 200, document
 
     return run.run_steps(handle)
 

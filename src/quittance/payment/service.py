@@ -27,7 +27,7 @@ from quittance.domain.payment import EVENTS, OPEN, PaymentStatus, check_payment_
 from quittance.event import service as events
 from quittance.invoice.schemas import render_invoice
 from quittance.invoice.service import change_status, load_for_change
-from quittance.merchant.service import get_merchant, get_payment_options
+from quittance.merchant.service import options_snapshot
 from quittance.models import Customer, Invoice, MethodConfig, Payment, PaymentMethod
 from quittance.payment.options import payer_country
 from quittance.payment.routing import (
@@ -115,8 +115,10 @@ def start_attempt(
             f"An invoice that is {invoice.status} cannot be paid.", invoice_status=invoice.status
         )
     method = _payment_method(session, caller, invoice, body, settings)
-    ensure_defaults(session, caller.merchant_id, caller.livemode)
     config = session.get(MethodConfig, (caller.merchant_id, caller.livemode, method.type))
+    if config is None:
+        ensure_defaults(session, caller.merchant_id, caller.livemode)
+        config = session.get(MethodConfig, (caller.merchant_id, caller.livemode, method.type))
     due = invoice.amount - invoice.amount_paid
     country = payer_country(session, invoice, None, country_header).code
     reason = unavailable_reason(config, invoice, due, country)
@@ -157,12 +159,11 @@ def start_attempt(
     session.flush()
     change_status(session, invoice, Status.PROCESSING, Trigger.ATTEMPT_START, base_url)
     _payment_event(session, payment, invoice, "payment.created", settings)
-    options = get_payment_options(session, caller.merchant_id, caller.livemode)
-    merchant = get_merchant(session, caller.merchant_id)
+    options = options_snapshot(session, caller.merchant_id, caller.livemode)
     return Attempt(
         payment.id, caller.merchant_id, caller.livemode, invoice.id, due, invoice.currency,
         method.type, method.provider_token,
-        descriptor(options.descriptor_template, merchant.name, invoice), tuple(chosen),
+        descriptor(options.descriptor_template, options.merchant_name, invoice), tuple(chosen),
     )  # fmt: skip
 
 
@@ -395,7 +396,7 @@ def _move_invoice(
 def _payment_event(
     session: Session, payment: Payment, invoice: Invoice, kind: str, settings: Settings
 ) -> None:
-    options = get_payment_options(session, payment.merchant_id, payment.livemode)
+    options = options_snapshot(session, payment.merchant_id, payment.livemode)
     events.record(
         session,
         merchant_id=payment.merchant_id,

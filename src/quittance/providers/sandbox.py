@@ -88,11 +88,12 @@ class SandboxGateway:
         self.timeout = timeout
         self._init_lock = threading.Lock()
         self._ready = False
+        self._local = threading.local()  # one connection per thread, opened once
 
-    @contextlib.contextmanager
-    def _store(self) -> Iterator[sqlite3.Connection]:
-        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             connection.row_factory = sqlite3.Row
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA busy_timeout=30000")
@@ -100,15 +101,19 @@ class SandboxGateway:
                 with self._init_lock:
                     connection.executescript(_SCHEMA)
                     self._ready = True
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-        finally:
-            connection.close()
+            self._local.connection = connection
+        return connection
+
+    @contextlib.contextmanager
+    def _store(self) -> Iterator[sqlite3.Connection]:
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
 
     # -- tokenisation -----------------------------------------------------------------------
 
@@ -148,10 +153,10 @@ class SandboxGateway:
             raise ProviderError("The sandbox connection is configured to fail.")
         if options.get("fail") == "timeout":
             raise ProviderError("The sandbox connection timed out.", code="provider_timeout")
-        behaviour = self._behaviour(request)
-        if behaviour == "provider_error":
-            raise ProviderError("The sandbox acquirer had a processing error.")
         with self._store() as store:
+            behaviour = self._behaviour(store, request)
+            if behaviour == "provider_error":
+                raise ProviderError("The sandbox acquirer had a processing error.")
             row = store.execute(
                 "SELECT * FROM charges WHERE payment_id = ?", (request.payment_id,)
             ).fetchone()
@@ -167,27 +172,32 @@ class SandboxGateway:
                      request.amount if state == "succeeded" else 0, settle_at, error,
                      datetime.now(UTC).isoformat()),
                 )  # fmt: skip
+                row = store.execute(
+                    "SELECT * FROM charges WHERE payment_id = ?", (request.payment_id,)
+                ).fetchone()
+            result = _result(row)
         delay = float(options.get("delay_ms", 0)) / 1000
         if delay:
             # The charge is recorded; the answer is slow (or lost, if Quittance dies now).
             time.sleep(min(delay, self.timeout))
             if delay > self.timeout:
                 raise ProviderError("The sandbox did not answer in time.", code="provider_timeout")
-        result = self.status(request.payment_id)
-        assert result is not None
+            settled = self.status(request.payment_id)
+            assert settled is not None
+            return settled
         return result
 
-    def _behaviour(self, request: PaymentRequest) -> str:
+    @staticmethod
+    def _behaviour(store: sqlite3.Connection, request: PaymentRequest) -> str:
         if request.method == "bank_transfer":
             return "bank_transfer"
         if request.method == "invoice":
             return "invoice"
         if request.token is None:
             raise ProviderError("A card payment needs a token.", code="invalid_request")
-        with self._store() as store:
-            row = store.execute(
-                "SELECT behaviour FROM tokens WHERE token = ?", (request.token,)
-            ).fetchone()
+        row = store.execute(
+            "SELECT behaviour FROM tokens WHERE token = ?", (request.token,)
+        ).fetchone()
         if row is None:
             raise ProviderError("The sandbox does not know this token.", code="invalid_request")
         return str(row["behaviour"])

@@ -4,9 +4,11 @@
 and its deliveries are committed together with the change that caused them, or not at all.
 """
 
+from itertools import chain
 from typing import Final
 
 from sqlalchemy import bindparam, select
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from quittance.domain.ids import new_ordered_id
@@ -41,17 +43,43 @@ _ENABLED_ENDPOINTS = (
 )
 
 
+_CACHE = "quittance_webhook_endpoints"
+
+
+def _enabled_endpoints(
+    session: Session, merchant_id: str, livemode: bool
+) -> list[tuple[str, list[str]]]:
+    """The enabled endpoints, read once per unit of work (several events share the read).
+
+    Pending endpoint changes are flushed first, and a flush that changes an endpoint drops
+    what was read, so the read always reflects the transaction's own changes.
+    """
+    session.flush()
+    cache: dict[tuple[str, bool], list[tuple[str, list[str]]]] = session.info.setdefault(_CACHE, {})
+    key = (merchant_id, livemode)
+    if key not in cache:
+        # A plain Core read: the ORM's execution path would cost more than the query.
+        rows = session.connection().execute(
+            _ENABLED_ENDPOINTS, {"merchant_id": merchant_id, "livemode": livemode}
+        )
+        cache[key] = [(row[0], list(row[1])) for row in rows]
+    return cache[key]
+
+
+@sa_event.listens_for(Session, "after_flush")
+def _forget_endpoints(session: Session, _context: object) -> None:
+    if _CACHE in session.info and any(
+        isinstance(obj, WebhookEndpoint)
+        for obj in chain(session.new, session.dirty, session.deleted)
+    ):
+        del session.info[_CACHE]
+
+
 def enqueue_deliveries(session: Session, event: Event) -> list[WebhookDelivery]:
     """Add a pending delivery of `event` for each enabled endpoint that subscribes to it."""
     if event.type == TEST_EVENT:
         return []
-    # A plain Core read on the session's connection: this runs for every event, and the ORM's
-    # execution path (autoflush, entity loading) would cost more than the query.
-    endpoints = (
-        session.connection()
-        .execute(_ENABLED_ENDPOINTS, {"merchant_id": event.merchant_id, "livemode": event.livemode})
-        .all()
-    )
+    endpoints = _enabled_endpoints(session, event.merchant_id, event.livemode)
     deliveries = [
         new_delivery(event, endpoint_id)
         for endpoint_id, patterns in endpoints
