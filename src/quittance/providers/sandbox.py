@@ -89,6 +89,8 @@ class SandboxGateway:
         self._init_lock = threading.Lock()
         self._ready = False
         self._local = threading.local()  # one connection per thread, opened once
+        # Threads queue here instead of sleeping in SQLite's busy handler (as db/uow.py does).
+        self._write_lock = threading.Lock()
 
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
@@ -107,13 +109,14 @@ class SandboxGateway:
     @contextlib.contextmanager
     def _store(self) -> Iterator[sqlite3.Connection]:
         connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield connection
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
+        with self._write_lock:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
 
     # -- tokenisation -----------------------------------------------------------------------
 
