@@ -25,6 +25,8 @@ run: $(STAMP)
 ## Run the whole suite (database tests run on SQLite, and on PostgreSQL when it is reachable).
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

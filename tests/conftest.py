@@ -44,9 +44,9 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> (
-    Iterator[str]
-):
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A migrated, empty database for this test session, per backend."""
     if request.param == "sqlite":
         path: Path = tmp_path_factory.mktemp("sqlite") / "quittance.db"

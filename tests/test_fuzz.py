@@ -14,8 +14,9 @@ json_values = st.recursive(
     | st.integers(min_value=-(10**40), max_value=10**40)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=12,
 )
 FIELDS = ["amount", "currency", "line_items", "reference", "description", "customer",
@@ -27,15 +28,18 @@ line_item = st.fixed_dictionaries(
         "tax_rate": json_values,
     },
 )  # fmt: skip
-invoice_bodies = st.fixed_dictionaries(
-    {},
-    optional={
-        **{name: json_values for name in FIELDS},
-        "amount": st.integers(min_value=-(10**20), max_value=10**20) | json_values,
-        "currency": st.sampled_from(["EUR", "eur", "JPY", "KWD", "XXX", "", "EURO"]),
-        "line_items": st.lists(line_item, max_size=3) | json_values,
-    },
-) | json_values
+invoice_bodies = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            **{name: json_values for name in FIELDS},
+            "amount": st.integers(min_value=-(10**20), max_value=10**20) | json_values,
+            "currency": st.sampled_from(["EUR", "eur", "JPY", "KWD", "XXX", "", "EURO"]),
+            "line_items": st.lists(line_item, max_size=3) | json_values,
+        },
+    )
+    | json_values
+)
 SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -136,9 +136,7 @@ def test_invalid_keys_are_refused(api: Api, db: Database) -> None:
     assert snapshot(db, api.merchant.id) == before
 
 
-def test_keys_are_kept_72_hours_then_forgotten(
-    api: Api, db: Database, settings: Settings
-) -> None:
+def test_keys_are_kept_72_hours_then_forgotten(api: Api, db: Database, settings: Settings) -> None:
     headers = {"Idempotency-Key": "k-old"}
     first = api.post("/v1/invoices", json=BODY, headers=headers)
     with db.read() as session:
