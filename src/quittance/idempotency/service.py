@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.responses import Response
@@ -225,14 +225,9 @@ def purge_expired(session: Session, limit: int = 1000) -> int:
         .where(IdempotencyKey.expires_at <= now)
         .limit(limit)
     )
-    rows = session.execute(expired).all()
-    for merchant_id, livemode, key in rows:
-        session.execute(
-            delete(IdempotencyKey).where(
-                IdempotencyKey.merchant_id == merchant_id,
-                IdempotencyKey.livemode == livemode,
-                IdempotencyKey.key == key,
-                IdempotencyKey.expires_at <= now,
-            )
-        )
-    return len(rows)
+    identity = tuple_(IdempotencyKey.merchant_id, IdempotencyKey.livemode, IdempotencyKey.key)
+    result = session.execute(
+        delete(IdempotencyKey).where(identity.in_(expired)),
+        execution_options={"synchronize_session": False},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
