@@ -12,6 +12,7 @@ from quittance.db.uow import Database
 from quittance.errors import install_handlers
 from quittance.event import endpoints as event_endpoints
 from quittance.invoice import endpoints as invoice_endpoints
+from quittance.ledger import endpoints as ledger_endpoints
 from quittance.merchant import endpoints as merchant_endpoints
 from quittance.payment import config_endpoints as payment_config_endpoints
 from quittance.payment import endpoints as payment_endpoints
@@ -51,4 +52,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(payment_endpoints.test_helpers)
     app.include_router(payment_config_endpoints.router)
     app.include_router(customer_endpoints.router)
+    app.include_router(ledger_endpoints.router)
     return app

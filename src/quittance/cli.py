@@ -158,6 +158,37 @@ def demo() -> None:
 
 
 @app.command()
+def verify() -> None:
+    """Check every ledger invariant and print a reconciliation; exit 1 on any violation."""
+    from rich.table import Table
+
+    from quittance.ledger.verify import verify as check
+
+    db = Database(_settings().database_url, pool_size=1)
+    with db.read() as session:
+        report = check(session)
+    db.dispose()
+    out = Console(width=160)
+    table = Table(title="Reconciliation (minor units)")
+    for column in ("merchant", "mode", "currency", "received", "refunded", "commission", "net"):
+        table.add_column(column, justify="right" if column not in ("merchant", "mode") else "left")
+    for row in report.reconciliation:
+        table.add_row(
+            row.merchant_id, "live" if row.livemode else "test", row.currency,
+            str(row.received), str(row.refunded), str(row.commission), str(row.net),
+        )  # fmt: skip
+    out.print(table)
+    if report.ok:
+        out.print("[green]ledger verified: no violation[/green]")
+        return
+    out.print(f"[red]{len(report.violations)} violation(s):[/red]")
+    for violation in report.violations:
+        # Plain print: one line each, never wrapped, so the ids can be searched for.
+        print(f"{violation.rule}: {violation.subject}: {violation.message}")
+    raise typer.Exit(1)
+
+
+@app.command()
 def statuses() -> None:
     """Print the invoice status document (the source of docs/invoice-statuses.md)."""
     from quittance.docs import status_document

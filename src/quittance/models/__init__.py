@@ -6,6 +6,8 @@ from quittance.models.event import Event
 from quittance.models.idempotency_key import IdempotencyKey
 from quittance.models.invoice import Invoice
 from quittance.models.invoice_line_item import InvoiceLineItem
+from quittance.models.ledger_entry import LedgerEntry
+from quittance.models.ledger_transaction import LedgerTransaction
 from quittance.models.merchant import Merchant
 from quittance.models.method_config import MethodConfig
 from quittance.models.payment import Payment
@@ -23,6 +25,8 @@ __all__ = [
     "IdempotencyKey",
     "Invoice",
     "InvoiceLineItem",
+    "LedgerEntry",
+    "LedgerTransaction",
     "Merchant",
     "MethodConfig",
     "Payment",

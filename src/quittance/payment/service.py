@@ -27,6 +27,7 @@ from quittance.domain.payment import EVENTS, OPEN, PaymentStatus, check_payment_
 from quittance.event import service as events
 from quittance.invoice.schemas import render_invoice
 from quittance.invoice.service import change_status, load_for_change
+from quittance.ledger.service import post_capture
 from quittance.merchant.service import options_snapshot
 from quittance.models import Customer, Invoice, MethodConfig, Payment, PaymentMethod
 from quittance.payment.options import payer_country
@@ -297,6 +298,16 @@ def apply_result(
     received = max(0, result.amount_received - payment.amount_received)
     payment.amount_received += received
     invoice.amount_paid += received
+    if received:
+        # The money and its ledger capture move in the same unit of work (DESIGN §11). A
+        # recovered attempt may not know its provider yet: take the first one it was routed to.
+        planned = [str(r["provider"]) for r in payment.routing if r.get("provider")]
+        post_capture(
+            session, merchant_id=invoice.merchant_id, livemode=invoice.livemode,
+            provider=payment.provider or next(iter(planned), "unknown"),
+            currency=invoice.currency, received=received, invoice_id=invoice.id,
+            payment_id=payment.id,
+        )  # fmt: skip
     if result.reference:
         payment.provider_reference = result.reference
     payment.provider_response = result.raw

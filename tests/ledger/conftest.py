@@ -1,0 +1,5 @@
+"""Ledger fixtures: the payment app and its sandbox store (shared with tests/payment)."""
+
+from tests.payment.conftest import papi, pay_client, pay_settings, sandbox_path
+
+__all__ = ["papi", "pay_client", "pay_settings", "sandbox_path"]
