@@ -122,3 +122,12 @@ def test_an_unbalanced_entry_row_is_named(fresh: Fresh) -> None:
         f"transaction_balanced: {txn.id}: entries sum to EUR +1, not zero (invoice {eur})"
         in result.stdout.splitlines()
     )
+
+
+def test_a_check_that_cannot_run_exits_2_not_1(tmp_path: Path) -> None:
+    """A database without the schema is not a violation of the books: verify says it could
+    not run."""
+    result = verify(f"sqlite:///{tmp_path / 'empty.db'}")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "verify could not run" in result.stderr
+    assert "Traceback" not in result.stderr
