@@ -20,8 +20,7 @@ from quittance.customer.schemas import (
     render_customer,
     render_saved_method,
 )
-from quittance.db.pagination import keyset_page
-from quittance.domain.errors import ValidationFailed
+from quittance.db.pagination import keyset_page, one_cursor
 from quittance.idempotency.dependencies import IdempotentDep
 from quittance.models import Customer, PaymentMethod
 
@@ -39,16 +38,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 CustomerCursor = Annotated[str | None, Query(pattern=r"^cus_[0-9A-Z]{26}$")]
 MethodCursor = Annotated[str | None, Query(pattern=r"^pm_[0-9A-Z]{26}$")]
 Limit = Annotated[int, Query(ge=1, le=100)]
-
-
-def _one_cursor(starting_after: str | None, ending_before: str | None) -> None:
-    if starting_after is not None and ending_before is not None:
-        message = "Give starting_after or ending_before, not both."
-        raise ValidationFailed(
-            message,
-            code="cursor_conflict",
-            errors=[{"field": "ending_before", "code": "cursor_conflict", "message": message}],
-        )
 
 
 @router.post("/customers", status_code=201, response_model=CustomerOut, responses=_ERRORS)
@@ -80,7 +69,7 @@ def list_customers(
     ending_before: CustomerCursor = None,
 ) -> Response:
     """List customers, newest first, with cursor pagination."""
-    _one_cursor(starting_after, ending_before)
+    one_cursor(starting_after, ending_before)
     with db.read() as session:
         rows, has_more = keyset_page(
             session,
@@ -131,7 +120,7 @@ def list_payment_methods(
     ending_before: MethodCursor = None,
 ) -> Response:
     """List the customer's attached payment methods, newest first."""
-    _one_cursor(starting_after, ending_before)
+    one_cursor(starting_after, ending_before)
     with db.read() as session:
         customer = service.get_customer(session, caller, customer_id)
         rows, has_more = keyset_page(

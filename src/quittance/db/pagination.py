@@ -5,6 +5,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from quittance.domain.errors import ValidationFailed
+
 Row = TypeVar("Row")
 
 
@@ -26,3 +28,14 @@ def keyset_page(
         query = query.where(id_column < starting_after)
     rows = list(session.scalars(query.order_by(id_column.desc()).limit(limit + 1)))
     return rows[:limit], len(rows) > limit
+
+
+def one_cursor(starting_after: str | None, ending_before: str | None) -> None:
+    """Refuse a page asked for with both cursors (`cursor_conflict`)."""
+    if starting_after is not None and ending_before is not None:
+        message = "Give starting_after or ending_before, not both."
+        raise ValidationFailed(
+            message,
+            code="cursor_conflict",
+            errors=[{"field": "ending_before", "code": "cursor_conflict", "message": message}],
+        )

@@ -12,7 +12,7 @@ from quittance import clock
 from quittance.api.deps import DbDep, SettingsDep
 from quittance.api.responses import dumps, json_response, page
 from quittance.auth.dependencies import CallerDep
-from quittance.db.pagination import keyset_page
+from quittance.db.pagination import keyset_page, one_cursor
 from quittance.domain.errors import NotFound, ValidationFailed
 from quittance.domain.invoice import Status
 from quittance.domain.money import MAX_AMOUNT, CurrencyNotSupported, normalize_currency
@@ -154,13 +154,7 @@ def list_invoices(
     ending_before: Cursor = None,
 ) -> Response:
     """List invoices, newest first, with filters and cursor pagination."""
-    if starting_after is not None and ending_before is not None:
-        message = "Give starting_after or ending_before, not both."
-        raise ValidationFailed(
-            message,
-            code="cursor_conflict",
-            errors=[{"field": "ending_before", "code": "cursor_conflict", "message": message}],
-        )
+    one_cursor(starting_after, ending_before)
     filters = _filters(status, reference, customer_email, currency, amount_gte, amount_lte,
                        created_gte, created_lte, q)  # fmt: skip
     filters = replace(filters, customer_id=customer)

@@ -8,8 +8,7 @@ from starlette.responses import Response
 from quittance.api.deps import DbDep
 from quittance.api.responses import dumps, json_response, page
 from quittance.auth.dependencies import CallerDep
-from quittance.db.pagination import keyset_page
-from quittance.domain.errors import ValidationFailed
+from quittance.db.pagination import keyset_page, one_cursor
 from quittance.ledger import repository
 from quittance.ledger.repository import render_transaction
 from quittance.models import LedgerTransaction
@@ -50,13 +49,7 @@ def list_transactions(
     ending_before: Cursor = None,
 ) -> Response:
     """List ledger transactions with their entries, newest first, with cursor pagination."""
-    if starting_after is not None and ending_before is not None:
-        message = "Give starting_after or ending_before, not both."
-        raise ValidationFailed(
-            message,
-            code="cursor_conflict",
-            errors=[{"field": "ending_before", "code": "cursor_conflict", "message": message}],
-        )
+    one_cursor(starting_after, ending_before)
     with db.read() as session:
         rows, has_more = keyset_page(
             session,
