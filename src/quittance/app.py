@@ -16,6 +16,7 @@ from quittance.ledger import endpoints as ledger_endpoints
 from quittance.merchant import endpoints as merchant_endpoints
 from quittance.payment import config_endpoints as payment_config_endpoints
 from quittance.payment import endpoints as payment_endpoints
+from quittance.refund import endpoints as refund_endpoints
 from quittance.webhook import endpoints as webhook_endpoints
 
 DESCRIPTION = """
@@ -53,4 +54,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(payment_config_endpoints.router)
     app.include_router(customer_endpoints.router)
     app.include_router(ledger_endpoints.router)
+    app.include_router(refund_endpoints.router)
+    app.include_router(refund_endpoints.test_helpers)
     return app

@@ -9,6 +9,7 @@ from quittance.db.rows import insert_rows
 from quittance.domain.fees import Charge
 from quittance.domain.ids import new_ordered_id
 from quittance.domain.ledger import Book, LedgerImbalance, Refs, Transaction, capture
+from quittance.domain.ledger import refund as refund_posting
 from quittance.models import LedgerEntry, LedgerTransaction
 
 
@@ -75,3 +76,16 @@ def post_capture(
     charge = Charge(received, 0, received, received, currency, include_commission=False)
     refs = Refs(invoice_id=invoice_id, payment_id=payment_id)
     return post(session, capture(Book(merchant_id, livemode), charge, provider, refs))
+
+
+def post_refund(
+    session: Session, *, merchant_id: str, livemode: bool, provider: str, currency: str,
+    amount: int, invoice_id: str, payment_id: str, refund_id: str,
+) -> str:  # fmt: skip
+    """Post money the provider sent back: merchant balance debited, provider clearing credited.
+
+    No commission is returned yet (fee schedules come later).
+    """
+    refs = Refs(invoice_id=invoice_id, payment_id=payment_id, refund_id=refund_id)
+    return post(session, refund_posting(Book(merchant_id, livemode), currency, amount, provider,
+                                        refs=refs))  # fmt: skip

@@ -14,6 +14,7 @@ from quittance.models.payment import Payment
 from quittance.models.payment_method import PaymentMethod
 from quittance.models.payment_options import PaymentOptions
 from quittance.models.provider_connection import ProviderConnection
+from quittance.models.refund import Refund
 from quittance.models.webhook_attempt import WebhookAttempt
 from quittance.models.webhook_delivery import WebhookDelivery
 from quittance.models.webhook_endpoint import WebhookEndpoint
@@ -33,6 +34,7 @@ __all__ = [
     "PaymentMethod",
     "PaymentOptions",
     "ProviderConnection",
+    "Refund",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

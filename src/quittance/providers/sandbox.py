@@ -14,6 +14,8 @@ Bank transfer: pending until transfers of any amount arrive. Invoice: authorised
 on delivery. Connection options: `{"fail": "error" | "timeout"}` makes every call through the
 connection fail, `{"delay_ms": N}` answers after N ms (the charge is recorded first),
 `{"settle_after_ms": N}` sets when pending cards settle (default 2000).
+Refunds: an amount ending in 01 minor units stays pending (until a test helper settles or fails
+it), one ending in 02 fails, any other succeeds; each is recorded once under its refund id.
 """
 
 import contextlib
@@ -66,6 +68,9 @@ CREATE TABLE IF NOT EXISTS charges (
 CREATE TABLE IF NOT EXISTS operations (
     operation_id TEXT PRIMARY KEY, payment_id TEXT NOT NULL, kind TEXT NOT NULL,
     amount INTEGER NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS refunds (
+    refund_id TEXT PRIMARY KEY, payment_id TEXT NOT NULL, reference TEXT NOT NULL UNIQUE,
+    amount INTEGER NOT NULL, state TEXT NOT NULL, created_at TEXT NOT NULL);
 """
 
 
@@ -337,7 +342,78 @@ class SandboxGateway:
         return result
 
     def refund(self, refund_id: str, payment_id: str, amount: int) -> PaymentResult:
-        raise ProviderError("Refunds arrive with the money issue.", code="not_supported")
+        """Send money back; asking again with the same refund id returns the first answer."""
+        with self._store() as store:
+            row = store.execute(
+                "SELECT * FROM refunds WHERE refund_id = ?", (refund_id,)
+            ).fetchone()
+            if row is None:
+                charge = store.execute(
+                    "SELECT * FROM charges WHERE payment_id = ?", (payment_id,)
+                ).fetchone()
+                if charge is None:
+                    raise ProviderError("The sandbox has no such payment.", code="invalid_request")
+                pending = int(store.execute(
+                    "SELECT coalesce(sum(amount), 0) FROM refunds"
+                    " WHERE payment_id = ? AND state = 'pending'", (payment_id,),
+                ).fetchone()[0])  # fmt: skip
+                left = int(charge["amount_received"]) - int(charge["amount_refunded"]) - pending
+                if not 0 < amount <= left:
+                    raise ProviderError(
+                        "The refund exceeds what the payment received.", code="invalid_request"
+                    )
+                magic = amount % 100
+                state = "pending" if magic == 1 else "failed" if magic == 2 else "succeeded"
+                now = datetime.now(UTC).isoformat()
+                store.execute(
+                    "INSERT INTO refunds VALUES (?, ?, ?, ?, ?, ?)",
+                    (refund_id, payment_id, "sbr_" + secrets.token_hex(10), amount, state, now),
+                )
+                store.execute(
+                    "INSERT INTO operations VALUES (?, ?, 'refund', ?, ?)",
+                    (refund_id, payment_id, amount, now),
+                )
+                if state == "succeeded":
+                    store.execute(
+                        "UPDATE charges SET amount_refunded = amount_refunded + ?"
+                        " WHERE payment_id = ?",
+                        (amount, payment_id),
+                    )
+                row = store.execute(
+                    "SELECT * FROM refunds WHERE refund_id = ?", (refund_id,)
+                ).fetchone()
+        return _refund_result(row)
+
+    def refund_status(self, refund_id: str) -> PaymentResult | None:
+        """Ask what became of a refund; None when the sandbox never saw it."""
+        with self._store() as store:
+            row = store.execute(
+                "SELECT * FROM refunds WHERE refund_id = ?", (refund_id,)
+            ).fetchone()
+        return None if row is None else _refund_result(row)
+
+    def resolve_refund(self, refund_id: str, *, succeed: bool) -> PaymentResult:
+        """Test helper: a pending refund is paid out or fails."""
+        with self._store() as store:
+            row = store.execute(
+                "SELECT * FROM refunds WHERE refund_id = ?", (refund_id,)
+            ).fetchone()
+            if row is None or row["state"] != "pending":
+                raise SandboxError(
+                    "refund_not_pending", "The sandbox has no pending refund with this id."
+                )
+            store.execute(
+                "UPDATE refunds SET state = ? WHERE refund_id = ?",
+                ("succeeded" if succeed else "failed", refund_id),
+            )
+            if succeed:
+                store.execute(
+                    "UPDATE charges SET amount_refunded = amount_refunded + ? WHERE payment_id = ?",
+                    (int(row["amount"]), row["payment_id"]),
+                )
+        result = self.refund_status(refund_id)
+        assert result is not None
+        return result
 
     def charges(self, payment_id: str) -> dict[str, Any] | None:
         """What the provider holds for a payment (for tests and reconciliation)."""
@@ -387,3 +463,23 @@ def _result(row: sqlite3.Row) -> PaymentResult:
         raw={"provider": "sandbox", "state": state, "reference": row["reference"],
              "amount_captured": row["amount_captured"]},
     )  # fmt: skip
+
+
+_REFUND_OUTCOMES = {
+    "succeeded": Outcome.SUCCEEDED,
+    "pending": Outcome.PENDING,
+    "failed": Outcome.DECLINED,
+}
+
+
+def _refund_result(row: sqlite3.Row) -> PaymentResult:
+    state = str(row["state"])
+    failed = state == "failed"
+    return PaymentResult(
+        outcome=_REFUND_OUTCOMES[state],
+        reference=str(row["reference"]),
+        amount_received=int(row["amount"]) if state == "succeeded" else 0,
+        error_code="refund_declined" if failed else None,
+        error_message="The sandbox declined the refund." if failed else None,
+        raw={"provider": "sandbox", "state": state, "reference": row["reference"]},
+    )

@@ -1,0 +1,1 @@
+"""Refunds: money sent back to the payer (DESIGN §4 "Refund")."""
