@@ -40,6 +40,16 @@ def get(session: Session, caller: Caller, invoice_id: str, *, lock: bool = False
     return session.scalars(query).first()
 
 
+def lock(session: Session, merchant_id: str, invoice_id: str) -> Invoice:
+    """Lock an invoice known to exist (found through a payment or refund of the merchant)."""
+    return session.scalars(
+        select(Invoice)
+        .where(Invoice.id == invoice_id, Invoice.merchant_id == merchant_id)
+        .options(selectinload(Invoice.line_items))
+        .with_for_update(of=Invoice)
+    ).one()
+
+
 def is_invoice_id(value: str) -> bool:
     """Tell whether `value` has the shape of an invoice id (anything else cannot exist)."""
     return len(value) == 30 and value.startswith("inv_") and value[4:].isalnum()

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from quittance import clock
 from quittance.auth.dependencies import Caller
@@ -25,6 +25,7 @@ from quittance.domain.ids import new_id
 from quittance.domain.invoice import PAYABLE, Status, Trigger
 from quittance.domain.payment import EVENTS, OPEN, PaymentStatus, check_payment_transition
 from quittance.event import service as events
+from quittance.invoice import repository as invoice_repository
 from quittance.invoice.schemas import render_invoice
 from quittance.invoice.service import change_status, load_for_change
 from quittance.ledger.service import post_capture
@@ -273,12 +274,7 @@ def lock_payment(session: Session, merchant_id: str, payment_id: str) -> tuple[P
     )
     if invoice_id is None:
         raise PaymentNotFound(f"No payment {payment_id!r} exists.")
-    invoice = session.scalars(
-        select(Invoice)
-        .where(Invoice.id == invoice_id, Invoice.merchant_id == merchant_id)
-        .options(selectinload(Invoice.line_items))
-        .with_for_update(of=Invoice)
-    ).one()
+    invoice = invoice_repository.lock(session, merchant_id, invoice_id)
     payment = session.scalars(
         select(Payment)
         .where(Payment.id == payment_id, Payment.merchant_id == merchant_id)

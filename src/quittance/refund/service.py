@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from quittance import clock
 from quittance.auth.dependencies import Caller
@@ -22,6 +22,7 @@ from quittance.domain.ids import new_id
 from quittance.domain.invoice import Status, Trigger, can_transition
 from quittance.domain.refund import EVENTS, RefundStatus, check_refund_transition, refundable
 from quittance.event import service as events
+from quittance.invoice import repository as invoice_repository
 from quittance.invoice.schemas import render_invoice
 from quittance.invoice.service import change_status, load_for_change
 from quittance.ledger.service import post_refund
@@ -183,12 +184,7 @@ def lock_refund(session: Session, merchant_id: str, refund_id: str) -> tuple[Ref
     )
     if invoice_id is None:
         raise RefundNotFound(f"No refund {refund_id!r} exists.")
-    invoice = session.scalars(
-        select(Invoice)
-        .where(Invoice.id == invoice_id, Invoice.merchant_id == merchant_id)
-        .options(selectinload(Invoice.line_items))
-        .with_for_update(of=Invoice)
-    ).one()
+    invoice = invoice_repository.lock(session, merchant_id, invoice_id)
     refund = session.scalars(
         select(Refund)
         .where(Refund.id == refund_id, Refund.merchant_id == merchant_id)
