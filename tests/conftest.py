@@ -120,8 +120,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(database_url: str, **env: str) -> LiveServer:
-    """Start `quittance serve` in its own process and wait until it answers."""
+def start_server(database_url: str, log_path: Path | None = None, **env: str) -> LiveServer:
+    """Start `quittance serve` in its own process and wait until it answers.
+
+    With `log_path`, the server's stdout and stderr go to that file.
+    """
     port = free_port()
     environment = {
         **os.environ,
@@ -131,10 +134,15 @@ def start_server(database_url: str, **env: str) -> LiveServer:
         "QUITTANCE_LOG_LEVEL": "WARNING",
         **env,
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "quittance", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=environment,
-    )
+    command = [sys.executable, "-m", "quittance", "serve", "--host", "127.0.0.1", "--port",
+               str(port)]  # fmt: skip
+    if log_path is None:
+        process = subprocess.Popen(command, env=environment)
+    else:
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command, env=environment, stdout=log, stderr=subprocess.STDOUT
+            )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -11,12 +11,8 @@ security code (as a token of its own, since a short code can occur inside a long
 """
 
 import json
-import os
 import re
 import sqlite3
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +27,7 @@ from sqlalchemy import inspect, text
 from quittance.db.engine import build_engine
 from quittance.db.migrate import upgrade
 from quittance.db.uow import Database
-from tests.conftest import PG_ADMIN_URL, _pg_conninfo, free_port
+from tests.conftest import PG_ADMIN_URL, LiveServer, _pg_conninfo, start_server, stop_server
 from tests.factories import MerchantFactory
 
 pytestmark = pytest.mark.slow
@@ -80,53 +76,16 @@ def leaks(haystack: bytes) -> list[str]:
     return found
 
 
-@dataclass
-class Server:
-    url: str
-    process: "subprocess.Popen[bytes]"
-    log_path: Path
-
-
-def serve(database_url: str, sandbox_path: Path, log_path: Path) -> Server:
+def serve(database_url: str, sandbox_path: Path, log_path: Path) -> LiveServer:
     """Start `python -m quittance serve` with DEBUG logs, stdout and stderr in `log_path`."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "QUITTANCE_DATABASE_URL": database_url,
-        "QUITTANCE_BASE_URL": f"http://127.0.0.1:{port}",
-        "QUITTANCE_ENV": "test",
-        "QUITTANCE_LOG_LEVEL": "DEBUG",
-        "QUITTANCE_SANDBOX_PATH": str(sandbox_path),
-        "QUITTANCE_EMBEDDED_WORKER": "true",
-        "QUITTANCE_WORKER_INTERVAL": "0.2",
-    }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "quittance", "serve", "--host", "127.0.0.1", "--port",
-             str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return Server(url, process, log_path)
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the server did not start within 30 s")
-
-
-def stop(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    return start_server(
+        database_url,
+        log_path,
+        QUITTANCE_LOG_LEVEL="DEBUG",
+        QUITTANCE_SANDBOX_PATH=str(sandbox_path),
+        QUITTANCE_EMBEDDED_WORKER="true",
+        QUITTANCE_WORKER_INTERVAL="0.2",
+    )
 
 
 @pytest.fixture
@@ -254,7 +213,7 @@ def test_no_card_number_or_security_code_is_kept_or_logged(
     try:
         answers = _run_the_flow(server.url, merchant.test_key)
     finally:
-        stop(server)
+        stop_server(server)
 
     # The API never repeats them either.
     for answer in answers:
@@ -289,7 +248,7 @@ def test_no_card_number_or_security_code_is_kept_or_logged(
         assert leaks(content) == [], name
 
     # The server's output (stdout and stderr) at DEBUG level, one line per request.
-    log = server.log_path.read_bytes()
+    log = (tmp_path / "server.log").read_bytes()
     for request in answers:
         line = f"{request.request.method} {request.request.url.path} {request.status_code}"
         assert line.encode() in log

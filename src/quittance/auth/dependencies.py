@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from quittance.auth.keys import hash_key, looks_like_key
 from quittance.db.uow import Database
-from quittance.domain.errors import Unauthorized
+from quittance.domain.errors import NotFound, Unauthorized
 from quittance.models import ApiKey
 
 
@@ -105,3 +105,9 @@ async def _secret_caller(request: Request) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(_secret_caller)]
+
+
+def require_test_mode(caller: Caller) -> None:
+    """Test helpers do not exist for a live key: answer 404, as for any unknown path."""
+    if caller.livemode:
+        raise NotFound("Test helpers exist in test mode only.", code="not_found")

@@ -11,9 +11,9 @@ from starlette.responses import Response
 from quittance import clock
 from quittance.api.deps import DbDep, SettingsDep
 from quittance.api.responses import dumps, json_response, page
-from quittance.auth.dependencies import CallerDep
+from quittance.auth.dependencies import CallerDep, require_test_mode
 from quittance.db.pagination import keyset_page, one_cursor
-from quittance.domain.errors import NotFound, ValidationFailed
+from quittance.domain.errors import ValidationFailed
 from quittance.domain.invoice import Status
 from quittance.domain.money import MAX_AMOUNT, CurrencyNotSupported, normalize_currency
 from quittance.event.service import render_event
@@ -254,8 +254,7 @@ test_helpers = APIRouter(prefix="/v1/test_helpers", tags=["test helpers"])
                    responses=_ERRORS)  # fmt: skip
 def advance_lifetime(invoice_id: str, run: IdempotentDep, settings: SettingsDep) -> Response:
     """Test mode only: advance the invoice past its lifetime, so it expires now."""
-    if run.caller.livemode:
-        raise NotFound("Test helpers exist in test mode only.", code="not_found")
+    require_test_mode(run.caller)
 
     def handle(session: Any) -> tuple[int, dict[str, Any]]:
         invoice = service.expire_now(session, run.caller, invoice_id, settings.public_base_url)

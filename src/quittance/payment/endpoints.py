@@ -11,11 +11,11 @@ from starlette.responses import Response
 from quittance.api.deps import DbDep, SettingsDep
 from quittance.api.responses import dumps, json_response, page
 from quittance.api.schemas import Amount, StrictModel
-from quittance.auth.dependencies import Caller, CallerDep
+from quittance.auth.dependencies import Caller, CallerDep, require_test_mode
 from quittance.config import Settings
 from quittance.db.pagination import keyset_page
 from quittance.db.uow import Database
-from quittance.domain.errors import NotFound, QuittanceError
+from quittance.domain.errors import QuittanceError
 from quittance.idempotency.dependencies import IdempotentDep
 from quittance.idempotency.service import IdempotentRequest
 from quittance.invoice.schemas import render_invoice
@@ -116,11 +116,6 @@ class SandboxRefused(QuittanceError):
     title = "The sandbox refused"
 
 
-def _test_mode(caller: Caller) -> None:
-    if caller.livemode:
-        raise NotFound("Test helpers exist in test mode only.", code="not_found")
-
-
 def _resolve(
     run: IdempotentRequest,
     payment_id: str,
@@ -128,7 +123,7 @@ def _resolve(
     act: Callable[[SandboxGateway], PaymentResult],
 ) -> Response:
     """Let the sandbox change a payment, then record its answer as the worker would."""
-    _test_mode(run.caller)
+    require_test_mode(run.caller)
 
     def handle(db: Database) -> tuple[int, dict[str, Any]]:
         with db.read() as session:

@@ -8,11 +8,10 @@ from starlette.responses import Response
 
 from quittance.api.deps import DbDep, SettingsDep
 from quittance.api.responses import dumps, json_response, page
-from quittance.auth.dependencies import Caller, CallerDep
+from quittance.auth.dependencies import Caller, CallerDep, require_test_mode
 from quittance.config import Settings
 from quittance.db.pagination import keyset_page
 from quittance.db.uow import Database
-from quittance.domain.errors import NotFound
 from quittance.idempotency.dependencies import IdempotentDep
 from quittance.invoice.schemas import render_invoice
 from quittance.invoice.service import get_invoice
@@ -103,8 +102,7 @@ test_helpers = APIRouter(prefix="/v1/test_helpers", tags=["test helpers"])
 
 def _resolve(run: IdempotentDep, refund_id: str, settings: Settings, succeed: bool) -> Response:
     """Let the sandbox pay out or fail a pending refund, then record its answer."""
-    if run.caller.livemode:
-        raise NotFound("Test helpers exist in test mode only.", code="not_found")
+    require_test_mode(run.caller)
 
     def handle(db: Database) -> tuple[int, dict[str, Any]]:
         with db.read() as session:
