@@ -31,3 +31,20 @@ def total(lines: list[LineAmounts]) -> int:
     if amount > MAX_AMOUNT:
         raise OverflowError("the line items add up to more than the largest allowed amount")
     return amount
+
+
+def share(amount: int, quantity: int, before: int, taking: int) -> int:
+    """Return the amount of `taking` units of a line after `before` of its units were taken.
+
+    Shares are allocated cumulatively: the first `n` units of a line are worth
+    `amount x n / quantity`, rounded once, half up; a share is the difference of two such
+    values. So shares taken one after another always add up to exactly the line's amount,
+    whatever the order or size of the steps (cancellations, deliveries, refunds by items).
+    """
+    if not 0 <= before <= quantity or not 0 <= taking <= quantity - before:
+        raise ValueError(f"cannot take {taking} of {quantity} units after {before}")
+
+    def first(units: int) -> int:
+        return round_minor(Decimal(amount) * units / quantity)
+
+    return first(before + taking) - first(before)

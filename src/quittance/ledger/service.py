@@ -67,25 +67,30 @@ def check_rows(row: LedgerTransaction, entries: list[LedgerEntry]) -> None:
 
 def post_capture(
     session: Session, *, merchant_id: str, livemode: bool, provider: str, currency: str,
-    received: int, invoice_id: str, payment_id: str,
+    received: int, invoice_id: str, payment_id: str, commission: int = 0,
+    include_commission: bool = False,
 ) -> str:  # fmt: skip
     """Post money a provider received for an invoice: clearing debited, merchant credited.
 
-    No commission yet (fee schedules come later), so the merchant's net is what was received.
+    `received` is what the payer paid (in `currency`), `commission` the part of it that is
+    commission revenue: on top of the invoice's money (`include_commission`) or taken from the
+    merchant's proceeds; either way the merchant's balance is credited `received - commission`.
     """
-    charge = Charge(received, 0, received, received, currency, include_commission=False)
+    charge = Charge(received - commission, commission, received, received - commission,
+                    currency, include_commission=include_commission)  # fmt: skip
     refs = Refs(invoice_id=invoice_id, payment_id=payment_id)
     return post(session, capture(Book(merchant_id, livemode), charge, provider, refs))
 
 
 def post_refund(
     session: Session, *, merchant_id: str, livemode: bool, provider: str, currency: str,
-    amount: int, invoice_id: str, payment_id: str, refund_id: str,
+    amount: int, invoice_id: str, payment_id: str, refund_id: str, commission_returned: int = 0,
 ) -> str:  # fmt: skip
     """Post money the provider sent back: merchant balance debited, provider clearing credited.
 
-    No commission is returned yet (fee schedules come later).
+    `commission_returned` of `amount` is paid by commission revenue instead of the merchant.
     """
     refs = Refs(invoice_id=invoice_id, payment_id=payment_id, refund_id=refund_id)
-    return post(session, refund_posting(Book(merchant_id, livemode), currency, amount, provider,
-                                        refs=refs))  # fmt: skip
+    posting = refund_posting(Book(merchant_id, livemode), currency, amount, provider,
+                             commission_returned=commission_returned, refs=refs)  # fmt: skip
+    return post(session, posting)

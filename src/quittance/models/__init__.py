@@ -1,8 +1,12 @@
 """ORM tables, one per module; importing this package registers them all on `Base.metadata`."""
 
 from quittance.models.api_key import ApiKey
+from quittance.models.cancellation import Cancellation
 from quittance.models.customer import Customer
+from quittance.models.delivery import Delivery
 from quittance.models.event import Event
+from quittance.models.exchange_rate import ExchangeRate
+from quittance.models.fee_schedule import FeeSchedule
 from quittance.models.idempotency_key import IdempotencyKey
 from quittance.models.invoice import Invoice
 from quittance.models.invoice_line_item import InvoiceLineItem
@@ -21,8 +25,12 @@ from quittance.models.webhook_endpoint import WebhookEndpoint
 
 __all__ = [
     "ApiKey",
+    "Cancellation",
     "Customer",
+    "Delivery",
     "Event",
+    "ExchangeRate",
+    "FeeSchedule",
     "IdempotencyKey",
     "Invoice",
     "InvoiceLineItem",

@@ -1,6 +1,6 @@
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from quittance.db.base import Base
@@ -23,3 +23,9 @@ class InvoiceLineItem(Base):
     amount_net: Mapped[int]
     amount_tax: Mapped[int]
     amount: Mapped[int]
+    # Units cancelled before delivery, delivered (captured) and refunded so far. The amount of
+    # a share of the units is allocated cumulatively (`domain.line_items.share`), so the shares
+    # of one line always add up to its amount exactly.
+    quantity_cancelled: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    quantity_delivered: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    quantity_refunded: Mapped[int] = mapped_column(default=0, server_default=text("0"))

@@ -1,11 +1,12 @@
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy import JSON, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from quittance.db.base import Base
-from quittance.db.types import UTCDateTime
+from quittance.db.types import DecimalText, UTCDateTime
 
 
 class Payment(Base):
@@ -37,6 +38,15 @@ class Payment(Base):
     amount_received: Mapped[int]
     # Money authorised and not yet captured or released (capture-on-delivery methods).
     amount_authorized: Mapped[int]
+    # Commission recognised on the money received so far (invoice currency, minor units).
+    commission: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    # What the provider was asked to charge and has received, in the payer's currency: the
+    # invoice's amount plus commission on top (`include_commission`), converted when the payer
+    # pays in another currency (`exchange_rate`: payer currency units per invoice currency unit).
+    payer_currency: Mapped[str | None] = mapped_column(String(3))
+    payer_amount: Mapped[int | None]
+    payer_received: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    exchange_rate: Mapped[Decimal | None] = mapped_column(DecimalText())
     provider: Mapped[str | None] = mapped_column(String(32))
     connection_id: Mapped[str | None] = mapped_column(String(40))
     provider_reference: Mapped[str | None] = mapped_column(String(128))

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from quittance.db.base import Base
@@ -18,6 +18,8 @@ class PaymentOptions(Base):
     invoice_lifetime: Mapped[int]  # seconds
     attempts_limit: Mapped[int]
     include_commission: Mapped[bool]
+    # Whether a refund gives the commission back by default (a refund request may override).
+    refund_commission: Mapped[bool] = mapped_column(default=False, server_default=false())
     allow_public_creation: Mapped[bool]
     public_fee_details: Mapped[bool]
     public_zero_fee_badge: Mapped[bool]
