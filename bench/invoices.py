@@ -366,6 +366,10 @@ def bench_database(database: Database, options: Options, workdir: Path) -> list[
             for name in options.scenarios:
                 log(f"{database.kind}: quittance, scenario {name}{tag}")
                 load = drive(url, name, api_key, options)
+                load["ledger_transactions"] = ledger_written(
+                    database.url, merchant_id, load["measured_from"], load["measured_to"]
+                )
+                load["ledger_tx_per_s"] = load["ledger_transactions"] / load["duration_s"]
                 runs.setdefault(("quittance", name), []).append(load)
 
     results = [
@@ -377,6 +381,30 @@ def bench_database(database: Database, options: Options, workdir: Path) -> list[
         if result.target == "quittance" and baseline_rps:
             result.ratio = result.per_s / baseline_rps
     return results
+
+
+def ledger_written(url: str, merchant_id: str, start: float, end: float) -> int:
+    """Count the merchant's ledger transactions written between two wall-clock instants."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, select
+
+    from quittance.db.engine import build_engine
+    from quittance.models import LedgerTransaction
+
+    engine = build_engine(url, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            count = connection.scalar(
+                select(func.count()).where(
+                    LedgerTransaction.merchant_id == merchant_id,
+                    LedgerTransaction.created_at >= datetime.fromtimestamp(start, UTC),
+                    LedgerTransaction.created_at < datetime.fromtimestamp(end, UTC),
+                )
+            )
+    finally:
+        engine.dispose()
+    return int(count or 0)
 
 
 def median_run(loads: list[dict[str, Any]]) -> dict[str, Any]:
@@ -395,6 +423,7 @@ def median_run(loads: list[dict[str, Any]]) -> dict[str, Any]:
             "p50_ms": load["iteration_latency"]["p50_ms"],
             "p99_ms": load["iteration_latency"]["p99_ms"],
             "cpu_busy_before": load.get("cpu_busy_before"),
+            "ledger_tx_per_s": load.get("ledger_tx_per_s"),
         }
         for load in loads
     ]
@@ -418,7 +447,7 @@ def _verdict(result: Result) -> str:
 
 def table(results: list[Result]) -> str:
     header = ["target", "database", "scenario", "unit", "units", "units/s", "p50 ms", "p99 ms",
-              "errors", "requests/s", "vs baseline", "goal", "verdict"]  # fmt: skip
+              "errors", "requests/s", "ledger tx/s", "vs baseline", "goal", "verdict"]  # fmt: skip
     rows = [header]
     for r in results:
         latency = r.load["iteration_latency"]
@@ -434,13 +463,14 @@ def table(results: list[Result]) -> str:
                 _fmt(latency["p99_ms"], 2),
                 str(r.load["errors"]),
                 _fmt(r.rps),
+                "" if r.load.get("ledger_tx_per_s") is None else _fmt(r.load["ledger_tx_per_s"]),
                 "" if r.ratio is None else f"{r.ratio:.1%}",
                 _target(r),
                 _verdict(r),
             ]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    numeric = {4, 5, 6, 7, 8, 9, 10}
+    numeric = {4, 5, 6, 7, 8, 9, 10, 11}
     lines = []
     for index, row in enumerate(rows):
         cells = [

@@ -244,7 +244,9 @@ async def run(
             await _phase(connections, scenario, ctx, counter, warmup, warm)
         measured = Recorder()
         counter.allow(max_requests)
+        measured_from = time.time()
         elapsed = await _phase(connections, scenario, ctx, counter, duration, measured)
+        measured_to = time.time()
     finally:
         for connection in connections:
             connection.close()
@@ -255,6 +257,10 @@ async def run(
         "unit": scenario.unit,
         "concurrency": concurrency,
         "duration_s": elapsed,
+        # Wall-clock bounds of the measured phase (epoch seconds), to count what the server
+        # wrote meanwhile (ledger transactions).
+        "measured_from": measured_from,
+        "measured_to": measured_to,
         "iterations": measured.iterations,
         "iterations_per_s": measured.iterations / elapsed if elapsed > 0 else 0.0,
         "iteration_latency": summarize(measured.iteration_latencies),

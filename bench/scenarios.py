@@ -224,3 +224,39 @@ async def lifecycle_saved(client: Client, ctx: Context, n: int) -> None:
         "POST", "/v1/invoices", label="create", expect=201, headers=(ctx.auth, JSON), body=body
     )
     await _pay(client, ctx, _field(created, "create", "id"), pay_body)
+
+
+# One big invoice per connection, paid in warm-up, then refunded a little at a time. 10 minor
+# units per refund: the sandbox leaves amounts ending in 01 pending and fails those in 02.
+REFUND_INVOICE = b'{"amount":9000000000,"currency":"EUR"}'
+REFUND_BODY = b'{"amount":10}'
+_PAID: dict[int, str] = {}  # per connection: the paid invoice it refunds
+
+
+async def _paid_invoice(client: Client, ctx: Context) -> str:
+    invoice_id = _PAID.get(id(client))
+    if invoice_id is None:
+        created = await client.request(
+            "POST", "/v1/invoices", label="setup", expect=201, headers=(ctx.auth, JSON),
+            body=REFUND_INVOICE,
+        )  # fmt: skip
+        invoice_id = _field(created, "setup", "id")
+        await _pay(client, ctx, invoice_id, PAY_WITH_CARD)
+        _PAID[id(client)] = invoice_id
+    return invoice_id
+
+
+@scenario(
+    "refund",
+    "POST /v1/invoices/{id}/refunds of 10 minor units on an invoice paid by card (in warm-up)",
+    unit="refund",
+)
+async def refund(client: Client, ctx: Context, n: int) -> None:
+    invoice_id = await _paid_invoice(client, ctx)
+    refunded = await client.request(
+        "POST", f"/v1/invoices/{invoice_id}/refunds", label="refund", expect=201,
+        headers=(ctx.auth, JSON), body=REFUND_BODY,
+    )  # fmt: skip
+    status = _field(refunded, "refund", "status")
+    if status != "succeeded":
+        raise ScenarioFailure(f"refund: status {status!r}, expected 'succeeded'")
