@@ -1,8 +1,11 @@
 """Random sequences of money operations on one invoice, checked after every step (issue 4 §7).
 
-Hypothesis draws a currency (JPY, EUR, KWD, ...), an amount and a sequence of operations:
-card payments, bank transfers that pay part, all or more than what is due, refunds (some of
-which the sandbox leaves pending or fails, settled or failed later), and expiry. Each
+Hypothesis draws a currency (JPY, EUR, KWD, ...), an amount or line items, a merchant's
+commission set-up (a fee schedule, on top or from proceeds, returned on refund or not), maybe
+a payer currency with an exchange rate, and a sequence of operations: card payments, bank
+transfers that pay part, all or more than what is due, authorisations by the invoice method
+with deliveries and cancellations (all, by amount or by items), refunds by amount or by items
+(some of which the sandbox leaves pending or fails, settled or failed later), and expiry. Each
 operation goes through the API as a merchant would call it; a refusal must be a 4xx with a
 stable code. After every step, on SQLite and on PostgreSQL:
 
@@ -10,9 +13,10 @@ stable code. After every step, on SQLite and on PostgreSQL:
 - `quittance verify` finds nothing wrong with this merchant's books and invoice (every ledger
   transaction balanced per currency, the invoice's amounts equal to its ledger movements, one
   event per transition, each a row of the transition table);
-- independently of `verify`, the provider clearing and merchant balance accounts of the
-  invoice's currency move by exactly what was paid and refunded;
-- refunded never exceeds paid, amount_due is amount - paid;
+- independently of `verify`, when no commission or exchange is involved, the provider
+  clearing and merchant balance accounts move by exactly what was paid and refunded;
+- refunded never exceeds paid, amount_due is amount - paid, amount + amount_cancelled stays
+  what was invoiced, and no line has more units cancelled, delivered or refunded than it has;
 - a final status without refundable money never changes again.
 """
 
@@ -30,7 +34,7 @@ from quittance.ledger.verify import verify
 from quittance.models import LedgerEntry, LedgerTransaction, Refund
 from tests.factories import Api, MerchantFactory
 from tests.payment.conftest import pay_client, pay_settings, sandbox_path
-from tests.payment.helpers import BANK_TRANSFER, SUCCEEDS, card
+from tests.payment.helpers import BANK_TRANSFER, INVOICE_METHOD, SUCCEEDS, card
 
 __all__ = ["pay_client", "pay_settings", "sandbox_path"]
 
@@ -46,6 +50,15 @@ EXPECTED_REFUSALS = {
     "payment_not_open",
     "refund_not_pending",
     "payment_method_not_available",
+    "invoice_not_cancellable",
+    "invoice_not_deliverable",
+    "cancellation_exceeds_cancellable",
+    "delivery_exceeds_deliverable",
+    "line_item_quantity_exceeded",
+    "refund_quantity_exceeds_refundable",
+    "fulfilment_pending",
+    "amount_not_positive",
+    "payer_amount_too_large",
 }
 
 _card = st.just(("card",))
@@ -54,10 +67,27 @@ _transfer = st.tuples(st.just("transfer"), st.sampled_from([25, 50, 100, 150]))
 _refund = st.tuples(
     st.just("refund"), st.sampled_from([10, 33, 50, 100]), st.sampled_from(["", "", "01", "02"])
 )
+_authorise = st.just(("authorise",))
+_part = st.tuples(st.sampled_from(["all", "amount", "items"]), st.sampled_from([25, 50, 100]))
+_deliver = st.tuples(st.just("deliver"), _part)
+_cancel = st.tuples(st.just("cancel"), _part)
+_refund_items = st.tuples(st.just("refund_items"), st.sampled_from([1, 2]))
 # Weighted so that most sequences get money in and then move it back out.
 operation = st.one_of(
     _card, _bank, _bank, _transfer, _transfer, _transfer, _refund, _refund, _refund, _refund,
+    _authorise, _deliver, _deliver, _cancel, _refund_items, _refund_items,
     st.just(("settle_refund",)), st.just(("fail_refund",)), st.just(("expire",)),
+)  # fmt: skip
+fees = st.one_of(
+    st.none(),
+    st.tuples(st.sampled_from(["0", "1.5", "2.9", "12.3456"]), st.sampled_from([0, 1, 30]),
+              st.sampled_from([None, 5])),
+)  # fmt: skip
+# Payer currency and the rate from the invoice's currency to it.
+exchanges = st.one_of(
+    st.none(),
+    st.tuples(st.sampled_from(["GBP", "JPY", "KWD"]),
+              st.sampled_from(["0.8571", "163.2", "0.3079"])),
 )  # fmt: skip
 
 
@@ -68,6 +98,8 @@ class Run:
     invoice_id: str
     currency: str
     bank_payment: str | None = None
+    payer_currency: str | None = None
+    invoiced: int = 0
     statuses: list[str] = field(default_factory=list)
     statuses_refundable: bool = False
 
@@ -100,11 +132,21 @@ def _refund_amount(refundable: int, percent: int, ending: str) -> int:
 def _apply(run: Run, op: tuple[Any, ...]) -> None:
     invoice = run.invoice()
     kind = op[0]
+    pay = f"/v1/invoices/{run.invoice_id}/pay"
+    extra = {} if run.payer_currency is None else {"payment_currency": run.payer_currency}
     if kind == "card":
-        run.call("POST", f"/v1/invoices/{run.invoice_id}/pay", {"payment_method": card(SUCCEEDS)})
+        run.call("POST", pay, {"payment_method": card(SUCCEEDS), **extra})
+    elif kind == "authorise":
+        run.call("POST", pay, {"payment_method": INVOICE_METHOD})
+    elif kind in ("deliver", "cancel"):
+        path = "deliveries" if kind == "deliver" else "cancellations"
+        run.call("POST", f"/v1/invoices/{run.invoice_id}/{path}", _part_body(invoice, *op[1]))
+    elif kind == "refund_items":
+        lines = [{"line_item": line["id"], "quantity": op[1]} for line in invoice["line_items"][:1]]
+        if lines:
+            run.call("POST", f"/v1/invoices/{run.invoice_id}/refunds", {"line_items": lines})
     elif kind == "bank_transfer":
-        payment = run.call("POST", f"/v1/invoices/{run.invoice_id}/pay",
-                           {"payment_method": BANK_TRANSFER})  # fmt: skip
+        payment = run.call("POST", pay, {"payment_method": BANK_TRANSFER, **extra})
         if payment is not None and payment["status"] == "pending":
             run.bank_payment = payment["id"]
     elif kind == "bank_then_transfer":
@@ -115,6 +157,8 @@ def _apply(run: Run, op: tuple[Any, ...]) -> None:
             return
         due = max(1, invoice["amount"] - invoice["amount_paid"])
         amount = max(1, due * op[1] // 100)
+        if run.payer_currency is not None:
+            amount = max(1, _payment(run, run.bank_payment)["payer_amount"] * op[1] // 100)
         run.call("POST", "/v1/test_helpers/bank_transfers",
                  {"payment": run.bank_payment, "amount": amount})  # fmt: skip
     elif kind == "refund":
@@ -135,6 +179,27 @@ def _apply(run: Run, op: tuple[Any, ...]) -> None:
         run.call("POST", f"/v1/test_helpers/invoices/{run.invoice_id}/expire")
 
 
+def _part_body(invoice: dict[str, Any], how: str, percent: int) -> dict[str, Any] | None:
+    """All (no body), an amount, or some units of the first line with units left."""
+    if how == "all":
+        return None
+    if how == "amount":
+        return {"amount": max(1, invoice["amount"] * percent // 100)}
+    for line in invoice["line_items"]:
+        left = line["quantity"] - line["quantity_cancelled"] - line["quantity_delivered"]
+        if left > 0:
+            quantity = max(1, left * percent // 100)
+            return {"line_items": [{"line_item": line["id"], "quantity": quantity}]}
+    return {"amount": 1}
+
+
+def _payment(run: Run, payment_id: str) -> dict[str, Any]:
+    response = run.api.get(f"/v1/payments/{payment_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 def _movements(db: Database, merchant_id: str, invoice_id: str, currency: str) -> dict[str, int]:
     """The invoice's ledger movements per account, in its currency."""
     with db.read() as session:
@@ -151,15 +216,21 @@ def _movements(db: Database, merchant_id: str, invoice_id: str, currency: str) -
     return {account: int(total) for account, total in rows}
 
 
-def _check(run: Run, merchant_id: str) -> None:
+def _check(run: Run, merchant_id: str, plain: bool) -> None:
     invoice = run.invoice()
     paid, refunded = invoice["amount_paid"], invoice["amount_refunded"]
     assert 0 <= refunded <= paid
     assert invoice["amount_due"] == invoice["amount"] - paid
-    moves = _movements(run.db, merchant_id, run.invoice_id, run.currency)
-    clearing = sum(v for k, v in moves.items() if k.startswith("provider_clearing"))
-    assert clearing == paid - refunded, moves
-    assert moves.get("merchant_balance", 0) == -(paid - refunded), moves
+    assert invoice["amount"] + invoice["amount_cancelled"] == run.invoiced
+    assert invoice["amount_authorized"] >= 0 and invoice["commission"] >= 0
+    for line in invoice["line_items"]:
+        assert line["quantity_cancelled"] + line["quantity_delivered"] <= line["quantity"], line
+        assert line["quantity_refunded"] <= line["quantity"] - line["quantity_cancelled"], line
+    if plain:
+        moves = _movements(run.db, merchant_id, run.invoice_id, run.currency)
+        clearing = sum(v for k, v in moves.items() if k.startswith("provider_clearing"))
+        assert clearing == paid - refunded, moves
+        assert moves.get("merchant_balance", 0) == -(paid - refunded), moves
     with run.db.read() as session:
         ours = set(
             session.scalars(
@@ -179,16 +250,33 @@ def _check(run: Run, merchant_id: str) -> None:
 
 
 @settings(
-    max_examples=60,
+    max_examples=80,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     currency=st.sampled_from(sorted(CURRENCIES)),
     amount=st.integers(min_value=1, max_value=5_000_000),
+    lines=st.one_of(
+        st.none(),
+        st.lists(
+            st.tuples(
+                st.integers(1, 4), st.integers(1, 100_000), st.sampled_from(["0", "7", "19.6"])
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+    ),
+    fee=fees,
+    include_commission=st.booleans(),
+    refund_commission=st.booleans(),
+    exchange=exchanges,
     # Money comes in first more often than not; then anything may happen.
     first=st.one_of(
-        _card, st.tuples(st.just("bank_then_transfer"), st.sampled_from([50, 100, 150]))
+        _card,
+        st.tuples(st.just("bank_then_transfer"), st.sampled_from([50, 100, 150])),
+        _authorise,
+        _authorise,
     ),
     operations=st.lists(operation, min_size=1, max_size=12),
 )
@@ -198,14 +286,44 @@ def test_random_money_sequences_keep_the_books_right(
     db: Database,
     currency: str,
     amount: int,
+    lines: list[tuple[int, int, str]] | None,
+    fee: tuple[str, int, int | None] | None,
+    include_commission: bool,
+    refund_commission: bool,
+    exchange: tuple[str, str] | None,
     first: tuple[Any, ...],
     operations: list[tuple[Any, ...]],
 ) -> None:
     merchant = merchants.create()
     api = Api(pay_client, merchant)
-    created = api.create_invoice(amount=amount, currency=currency)
-    run = Run(api, db, created["id"], currency)
-    _check(run, merchant.id)
+    options = {"include_commission": include_commission, "refund_commission": refund_commission}
+    assert api.patch("/v1/settings/payment_options", json=options).status_code == 200
+    if fee is not None:
+        percent, fixed, maximum = fee
+        schedule = {"currency": currency, "percent": percent, "fixed": fixed, "maximum": maximum}
+        for method in ("card", "bank_transfer", "invoice"):
+            response = api.client.put(f"/v1/fee_schedules/{method}", json=schedule,
+                                      headers=api._headers(None))  # fmt: skip
+            assert response.status_code == 200, response.text
+    payer_currency = None
+    if exchange is not None and exchange[0] != currency:
+        payer_currency, rate = exchange
+        body = {"base": currency, "quote": payer_currency, "rate": rate}
+        assert api.post("/v1/exchange_rates", json=body).status_code == 201
+    if lines is None:
+        created = api.create_invoice(amount=amount, currency=currency)
+    else:
+        items = [
+            {"description": f"item {n}", "quantity": q, "unit_amount": unit, "tax_rate": tax}
+            for n, (q, unit, tax) in enumerate(lines)
+        ]
+        response = api.post("/v1/invoices", json={"currency": currency, "line_items": items})
+        assert response.status_code == 201, response.text
+        created = response.json()
+    run = Run(api, db, created["id"], currency, payer_currency=payer_currency)
+    run.invoiced = created["amount"]
+    plain = fee is None and payer_currency is None
+    _check(run, merchant.id, plain)
     for op in [first, *operations]:
         _apply(run, op)
-        _check(run, merchant.id)
+        _check(run, merchant.id, plain)

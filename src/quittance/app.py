@@ -11,11 +11,13 @@ from quittance.customer import endpoints as customer_endpoints
 from quittance.db.uow import Database
 from quittance.errors import install_handlers
 from quittance.event import endpoints as event_endpoints
+from quittance.fulfilment import endpoints as fulfilment_endpoints
 from quittance.invoice import endpoints as invoice_endpoints
 from quittance.ledger import endpoints as ledger_endpoints
 from quittance.merchant import endpoints as merchant_endpoints
 from quittance.payment import config_endpoints as payment_config_endpoints
 from quittance.payment import endpoints as payment_endpoints
+from quittance.pricing import endpoints as pricing_endpoints
 from quittance.refund import endpoints as refund_endpoints
 from quittance.webhook import endpoints as webhook_endpoints
 
@@ -52,8 +54,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(payment_endpoints.router)
     app.include_router(payment_endpoints.test_helpers)
     app.include_router(payment_config_endpoints.router)
+    app.include_router(pricing_endpoints.router)
     app.include_router(customer_endpoints.router)
     app.include_router(ledger_endpoints.router)
     app.include_router(refund_endpoints.router)
+    app.include_router(fulfilment_endpoints.router)
     app.include_router(refund_endpoints.test_helpers)
     return app

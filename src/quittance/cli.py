@@ -2,6 +2,7 @@
 
 import signal
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,8 +16,10 @@ from quittance.db.uow import Database
 app = typer.Typer(help="Quittance: a self-hosted payment-invoice server.", no_args_is_help=True)
 merchant_app = typer.Typer(help="Manage merchants.", no_args_is_help=True)
 key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+rates_app = typer.Typer(help="Manage exchange rates.", no_args_is_help=True)
 app.add_typer(merchant_app, name="merchant")
 app.add_typer(key_app, name="key")
+app.add_typer(rates_app, name="rates")
 console = Console(stderr=True)
 
 
@@ -134,6 +137,43 @@ def key_create(
     print(plain)
 
 
+@rates_app.command("import")
+def rates_import(
+    file: Annotated[Path, typer.Argument(help="A CSV file: a header base,quote,rate, then rows")],
+    merchant: Annotated[str, typer.Option(help="The merchant's id (mer_…)")],
+    mode: Annotated[str, typer.Option(help="test or live")] = "test",
+) -> None:
+    """Import exchange rates from a CSV file, all in one transaction or none.
+
+    Each row adds a rate (one base unit is worth `rate` quote units); the newest of a pair
+    applies. A bad line stops the import with its line number, and nothing is imported.
+    """
+    from quittance.domain.errors import QuittanceError
+    from quittance.merchant.service import get_merchant
+    from quittance.pricing.service import import_rates
+
+    if mode not in ("test", "live"):
+        console.print("[red]--mode must be test or live[/red]")
+        raise typer.Exit(2)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        console.print(f"[red]cannot read {file}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    db = Database(_settings().database_url, pool_size=1)
+    try:
+        with db.write() as session:
+            get_merchant(session, merchant)
+            count = import_rates(session, merchant, mode == "live", text)
+    except QuittanceError as exc:
+        console.print(f"[red]{file}: {exc.message} Nothing was imported.[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
+    console.print(f"imported {count} exchange rate(s) for {merchant} ({mode})")
+    print(count)
+
+
 @app.command()
 def demo() -> None:
     """Create the demo merchant (once) and print a new test key with a first API call."""
@@ -178,13 +218,16 @@ def verify() -> None:
         db.dispose()
     out = Console(width=160)
     table = Table(title="Reconciliation (minor units)")
-    for column in ("merchant", "mode", "currency", "received", "refunded", "commission", "net"):
+    # The exchange column only appears when some merchant's money was converted.
+    exchanged = any(row.exchange for row in report.reconciliation)
+    columns = ["merchant", "mode", "currency", "received", "refunded", "commission", "net"]
+    for column in [*columns, "exchange"] if exchanged else columns:
         table.add_column(column, justify="right" if column not in ("merchant", "mode") else "left")
     for row in report.reconciliation:
-        table.add_row(
-            row.merchant_id, "live" if row.livemode else "test", row.currency,
-            str(row.received), str(row.refunded), str(row.commission), str(row.net),
-        )  # fmt: skip
+        money = (row.received, row.refunded, row.commission, row.net)
+        cells = [row.merchant_id, "live" if row.livemode else "test", row.currency]
+        cells += [str(amount) for amount in money]
+        table.add_row(*cells, *([str(row.exchange)] if exchanged else []))
     out.print(table)
     if report.ok:
         out.print("[green]ledger verified: no violation[/green]")

@@ -19,7 +19,8 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 INVOICE_KEYS = frozenset(
     {
         "id", "object", "livemode", "status", "currency", "amount", "amount_paid",
-        "amount_refunded", "amount_cancelled", "amount_due", "overpaid", "commission",
+        "amount_refunded", "amount_cancelled", "amount_authorized", "amount_due", "overpaid",
+        "commission",
         "payment_currency", "payment_amount", "exchange_rate", "paid_late", "reference",
         "description", "customer", "line_items", "return_url", "redirect_url", "lifetime",
         "expires_at", "attempts_limit", "attempts_count", "last_payment_error", "metadata",

@@ -15,6 +15,7 @@ DEFAULTS = {
     "invoice_lifetime": 86400,
     "attempts_limit": 5,
     "include_commission": False,
+    "refund_commission": False,
     "allow_public_creation": False,
     "public_fee_details": False,
     "public_zero_fee_badge": False,
@@ -63,6 +64,7 @@ def test_patch_updates_and_returns_the_options(api: Api) -> None:
         "invoice_lifetime": 3600,
         "attempts_limit": 3,
         "include_commission": True,
+        "refund_commission": True,
         "allow_public_creation": True,
         "public_fee_details": True,
         "public_zero_fee_badge": True,
@@ -86,6 +88,16 @@ def test_patch_changes_only_the_fields_given(api: Api) -> None:
     response = api.patch(PATH, json={"default_locale": "de"})
     assert _plain(response.json()) == {**DEFAULTS, "attempts_limit": 7, "default_locale": "de"}
     assert _plain(_options(api)) == {**DEFAULTS, "attempts_limit": 7, "default_locale": "de"}
+
+
+def test_refund_commission_is_per_mode_and_changes_alone(api: Api) -> None:
+    response = api.patch(PATH, json={"refund_commission": True})
+    assert response.status_code == 200, response.text
+    assert _plain(response.json()) == {**DEFAULTS, "refund_commission": True}
+    assert _plain(_options(api)) == {**DEFAULTS, "refund_commission": True}
+    assert _plain(_options(api.as_live()), livemode=True) == DEFAULTS
+    response = api.patch(PATH, json={"refund_commission": False})
+    assert _plain(response.json()) == DEFAULTS
 
 
 def test_return_url_can_be_cleared(api: Api) -> None:
@@ -152,6 +164,8 @@ def test_options_belong_to_one_merchant(
         ({"attempts_limit": True}, "attempts_limit", "invalid_type"),
         ({"include_commission": "yes"}, "include_commission", "invalid_type"),
         ({"include_commission": 1}, "include_commission", "invalid_type"),
+        ({"refund_commission": "true"}, "refund_commission", "invalid_type"),
+        ({"refund_commission": 0}, "refund_commission", "invalid_type"),
         ({"descriptor_template": ""}, "descriptor_template", "too_short"),
         ({"descriptor_template": "x" * 201}, "descriptor_template", "too_long"),
         (
@@ -184,6 +198,7 @@ def test_invalid_values_change_nothing(
         "invoice_lifetime",
         "attempts_limit",
         "include_commission",
+        "refund_commission",
         "descriptor_template",
         "default_locale",
     ],

@@ -109,11 +109,14 @@ def test_patch_switches_between_amount_and_line_items(api: Api, db: Database) ->
     )
     assert with_lines["amount"] == 3174  # 2500 + 475 + 199
     assert with_lines["amount_due"] == 3174
+    untouched = {"quantity_cancelled": 0, "quantity_delivered": 0, "quantity_refunded": 0}
     assert with_lines["line_items"] == [
-        {"description": "Mug", "quantity": 2, "unit_amount": 1250, "tax_rate": "19",
-         "amount_net": 2500, "amount_tax": 475, "amount": 2975},
-        {"description": "Card", "quantity": 1, "unit_amount": 199, "tax_rate": "0",
-         "amount_net": 199, "amount_tax": 0, "amount": 199},
+        {"id": f"li_{draft['id'][4:]}_0", "description": "Mug", "quantity": 2,
+         "unit_amount": 1250, "tax_rate": "19", "amount_net": 2500, "amount_tax": 475,
+         "amount": 2975, **untouched},
+        {"id": f"li_{draft['id'][4:]}_1", "description": "Card", "quantity": 1,
+         "unit_amount": 199, "tax_rate": "0", "amount_net": 199, "amount_tax": 0, "amount": 199,
+         **untouched},
     ]  # fmt: skip
     assert snapshot(db, api.merchant.id)["lines"] == 2
 

@@ -131,3 +131,56 @@ def test_a_check_that_cannot_run_exits_2_not_1(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert "verify could not run" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def pay_with_commission_and_exchange(api: Api) -> tuple[str, str]:
+    """A card payment with commission on top in EUR, and a EUR invoice paid in USD."""
+    for path, body in (
+        ("/v1/exchange_rates", {"base": "EUR", "quote": "USD", "rate": "1.0842"}),
+        ("/v1/settings/payment_options", {"include_commission": True}),
+    ):
+        call = api.patch if path.startswith("/v1/settings") else api.post
+        assert call(path, json=body).status_code in (200, 201)
+    schedule = {"currency": "EUR", "percent": "2.9", "fixed": 30}
+    assert api.client.put("/v1/fee_schedules/card", json=schedule,
+                          headers=api._headers(None)).status_code == 200  # fmt: skip
+    eur = api.create_invoice(amount=1999, currency="EUR")["id"]
+    assert paid(api, eur, card(SUCCEEDS))["commission"] == 88
+    usd = api.create_invoice(amount=1000, currency="EUR")["id"]
+    response = api.post(
+        f"/v1/invoices/{usd}/pay",
+        json={"payment_method": card(SUCCEEDS), "payment_currency": "USD"},
+    )
+    assert response.status_code == 200, response.text  # fmt: skip
+    # 1000 + 59 commission (29 + 30) = 1059 EUR cents x 1.0842 = 1148.1678 → 1148 USD cents.
+    assert response.json()["payer_amount"] == 1148
+    return eur, usd
+
+
+def test_commission_and_exchange_verify_and_reconcile(fresh: Fresh) -> None:
+    pay_with_commission_and_exchange(fresh.api)
+    result = verify(fresh.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if fresh.api.merchant.id in line]
+    cells = {
+        tuple(c for c in row if c != "│")[2]: tuple(c for c in row if c != "│") for row in rows
+    }
+    # merchant, mode, currency, received, refunded, commission, net, exchange
+    assert cells["EUR"][1:] == ("test", "EUR", "2087", "0", "147", "2999", "1059")
+    assert cells["USD"][1:] == ("test", "USD", "1148", "0", "0", "0", "-1148")
+    assert "no violation" in result.stdout
+
+
+def test_a_corrupted_commission_is_named(fresh: Fresh) -> None:
+    eur, usd = pay_with_commission_and_exchange(fresh.api)
+    with fresh.db.write() as session:
+        session.execute(update(Invoice).where(Invoice.id == eur).values(commission=90))
+        session.execute(update(Invoice).where(Invoice.id == usd).values(amount_paid=1001))
+    result = verify(fresh.url)
+    assert result.returncode == 1, result.stdout + result.stderr
+    violations = [line for line in result.stdout.splitlines() if line.startswith("invoice_")]
+    assert sorted(violations) == sorted([
+        f"invoice_commission: {eur}: commission is EUR 90 but its commission revenue moved EUR 88",
+        f"invoice_paid: {usd}: amount_paid is EUR 1001 but its captures credit EUR 1000 to the "
+        "merchant balance",
+    ])  # fmt: skip

@@ -33,6 +33,7 @@ PAYMENT_KEYS = {
     "id", "object", "livemode", "invoice", "attempt", "status", "method", "payment_method",
     "amount", "currency", "amount_received", "amount_authorized", "captured", "provider",
     "provider_reference", "routing", "error", "next_action", "created_at", "updated_at",
+    "commission", "payer_currency", "payer_amount", "payer_received", "exchange_rate", "exchange",
 }  # fmt: skip
 
 
@@ -91,6 +92,11 @@ def test_inline_card_pays_the_invoice(papi: Api, gateway: SandboxGateway, db: Da
     assert (body["amount"], body["currency"]) == (1999, "EUR")
     assert (body["amount_received"], body["amount_authorized"], body["captured"]) == (
         1999, 0, True,
+    )  # fmt: skip
+    # No fee schedule, no other currency: the payer pays the amount due, nothing is converted.
+    assert (body["commission"], body["payer_currency"], body["payer_amount"],
+            body["payer_received"], body["exchange_rate"], body["exchange"]) == (
+        0, "EUR", 1999, 1999, None, None,
     )  # fmt: skip
     assert body["provider"] == "sandbox"
     assert body["error"] is None and body["next_action"] is None

@@ -154,7 +154,8 @@ def test_fees_are_shown_only_when_the_merchant_enables_them(api: Api) -> None:
     assert all("fee" not in m and "zero_fee" not in m for m in plain)
     api.patch("/v1/settings/payment_options", json={"public_fee_details": True})
     with_fees = options(api, invoice["id"])["methods"]
-    assert [m["fee"] for m in with_fees] == [{"amount": 0, "currency": "KWD"}] * 3
+    no_fee = {"amount": 0, "currency": "KWD", "paid_by": "merchant"}
+    assert [m["fee"] for m in with_fees] == [no_fee] * 3
     assert all("zero_fee" not in m for m in with_fees)
     api.patch(
         "/v1/settings/payment_options",
@@ -165,7 +166,7 @@ def test_fees_are_shown_only_when_the_merchant_enables_them(api: Api) -> None:
     assert all("fee" not in m for m in badges)
     api.patch("/v1/settings/payment_options", json={"public_fee_details": True})
     both = options(api, invoice["id"])["methods"][0]
-    assert both == {**_open("card"), "fee": {"amount": 0, "currency": "KWD"}, "zero_fee": True}
+    assert both == {**_open("card"), "fee": no_fee, "zero_fee": True}
     live = api.as_live().get("/v1/settings/payment_options").json()
     assert (live["public_fee_details"], live["public_zero_fee_badge"]) == (False, False)
 

@@ -2,111 +2,28 @@
 
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
 from quittance.db.uow import Database
 from quittance.ledger.verify import verify
-from quittance.models import Invoice, LedgerEntry, LedgerTransaction, Refund
+from quittance.models import Refund
 from quittance.providers.sandbox import SandboxGateway
 from tests.factories import Api
 from tests.ledger.test_verify import Fresh, fresh
-from tests.payment.helpers import (
-    BANK_TRANSFER,
-    SUCCEEDS,
-    card,
-    events,
-    invoice,
-    paid,
-    problem,
-    state,
-    transitions,
+from tests.payment.helpers import BANK_TRANSFER, invoice, paid, problem
+from tests.refund.helpers import (
+    CLEARING,
+    assert_verified,
+    full_state,
+    ledger,
+    paid_invoice,
+    refund,
+    refund_events,
+    refunded,
+    status_chain,
+    two_payments,
 )
-
-CLEARING = "provider_clearing:sandbox"
-
-
-def refund(api: Api, invoice_id: str, **body: Any) -> httpx.Response:
-    return api.post(f"/v1/invoices/{invoice_id}/refunds", json=body)
-
-
-def refunded(api: Api, invoice_id: str, **body: Any) -> dict[str, Any]:
-    response = refund(api, invoice_id, **body)
-    assert response.status_code == 201, response.text
-    document: dict[str, Any] = response.json()
-    assert document["object"] == "refund" and document["id"].startswith("re_")
-    assert document["invoice"]["id"] == invoice_id
-    return document
-
-
-def paid_invoice(api: Api, amount: int = 5000, currency: str = "EUR") -> dict[str, Any]:
-    created = api.create_invoice(amount=amount, currency=currency)
-    payment = paid(api, created["id"], card(SUCCEEDS))
-    assert payment["status"] == "succeeded"
-    return payment["invoice"]  # type: ignore[no-any-return]
-
-
-def full_state(db: Database, merchant_id: str) -> dict[str, Any]:
-    """Everything stored, refunds and ledger rows included."""
-    with db.read() as session:
-        counts = {
-            model.__name__: session.scalar(
-                select(func.count()).where(model.merchant_id == merchant_id)
-            )
-            for model in (Refund, LedgerTransaction, LedgerEntry)
-        }
-    return {**state(db, merchant_id), **counts}
-
-
-def ledger(api: Api, invoice_id: str) -> list[dict[str, Any]]:
-    response = api.get("/v1/ledger/transactions", params={"invoice": invoice_id})
-    assert response.status_code == 200, response.text
-    return list(response.json()["data"])
-
-
-def assert_verified(db: Database, merchant_id: str) -> None:
-    """`quittance verify`'s invariants hold for this merchant's invoices and transactions.
-
-    The test database is shared with tests that break invariants on purpose, so only this
-    merchant's violations count here; `test_verify_passes_on_a_database_of_its_own` asserts
-    the whole report.
-    """
-    with db.read() as session:
-        report = verify(session)
-        mine = set(session.scalars(select(Invoice.id).where(Invoice.merchant_id == merchant_id)))
-        mine |= set(
-            session.scalars(
-                select(LedgerTransaction.id).where(LedgerTransaction.merchant_id == merchant_id)
-            )
-        )
-    violations = [v for v in report.violations if v.subject in mine]
-    assert violations == []
-    assert any(r.merchant_id == merchant_id for r in report.reconciliation)
-
-
-def status_chain(api: Api, invoice_id: str) -> list[tuple[Any, str, str]]:
-    """The invoice's status events, each a row of the transition table, chained from creation."""
-    table = transitions(api.client)
-    chain: list[tuple[Any, str, str]] = []
-    current = None
-    for event in events(api, invoice_id):
-        if event["trigger"] is None:
-            continue
-        key = (event["previous_status"], event["status"], event["trigger"])
-        assert key in table and table[key] == event["type"], key
-        assert event["previous_status"] == current
-        current = event["status"]
-        chain.append(key)
-    return chain
-
-
-def refund_events(api: Api, invoice_id: str) -> list[tuple[str, str, int]]:
-    return [
-        (e["type"], e["data"]["object"]["status"], e["data"]["object"]["amount"])
-        for e in events(api, invoice_id)
-        if e["type"].startswith("refund.")
-    ]
 
 
 @pytest.mark.parametrize(("currency", "amount"), [("EUR", 5000), ("JPY", 1999)])
@@ -140,6 +57,8 @@ def test_a_full_refund_by_default(papi: Api, db: Database, currency: str, amount
         ("refund.created", "pending", amount), ("refund.succeeded", "succeeded", amount),
     ]  # fmt: skip
     again = papi.get(f"/v1/refunds/{document['id']}")
+    (only,) = document.pop("refunds")
+    assert only == {**document, "invoice": inv["id"]}
     assert again.status_code == 200 and again.json() == document
     assert_verified(db, papi.merchant.id)
 
@@ -320,11 +239,13 @@ def test_verify_passes_on_a_database_of_its_own(fresh: Fresh) -> None:
     refunded(api, partial["id"], amount=702)  # fails
     pending = refunded(api, partial["id"], amount=501)
     assert api.post(f"/v1/test_helpers/refunds/{pending['id']}/settle").status_code == 200
+    split = two_payments(api, transfer=2000)
+    assert len(refunded(api, split["id"], refund_commission=True)["refunds"]) == 2
     with db.read() as session:
         report = verify(session)
     assert report.ok, report.violations
     [money] = report.reconciliation
-    assert (money.received, money.refunded, money.net) == (8000, 6501, 1499)
+    assert (money.received, money.refunded, money.net) == (13000, 11501, 1499)
 
 
 __all__ = ["fresh"]

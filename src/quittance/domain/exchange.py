@@ -15,6 +15,10 @@ kept to 30 decimal places, which decides the half-up rounding exactly: with at m
 decimals, a quotient that is not exactly on a half unit lies at least 10**-25/2 away from it.
 `Conversion` records the rate used, that exact value and the rounding difference
 `amount_to - exact`, which always lies in (-0.5, 0.5].
+
+Money a payer sends in parts is valued in the invoice's currency by `received_value`, a
+function of the cumulative total, anchored so that exactly the payer's amount is worth exactly
+the invoice-currency total it was converted from (see there).
 """
 
 from dataclasses import dataclass
@@ -108,6 +112,24 @@ class Conversion:
         return self.rate.base == self.currency_to
 
 
+def exact_value(amount_minor: int, source: str, target: str, rate: ExchangeRate) -> Decimal:
+    """Return `amount_minor` of `source` in minor units of `target`, before any rounding."""
+    source, target = normalize_currency(source), normalize_currency(target)
+    shift = exponent(target) - exponent(source)
+    with localcontext() as context:
+        context.prec = _PRECISION
+        if (rate.base, rate.quote) == (source, target):
+            return (Decimal(amount_minor) * rate.rate).scaleb(shift)
+        if (rate.base, rate.quote) == (target, source):
+            quotient = (Decimal(amount_minor) / rate.rate).scaleb(shift)
+            return quotient.quantize(_QUOTIENT_QUANTUM)
+    raise ExchangeRateMismatch(
+        f"A {rate.base}/{rate.quote} rate cannot convert {source} into {target}.",
+        base=rate.base,
+        quote=rate.quote,
+    )
+
+
 def convert(
     amount_minor: int, from_currency: str, to_currency: str, rate: ExchangeRate
 ) -> Conversion:
@@ -117,20 +139,9 @@ def convert(
     if not 0 <= amount_minor <= MAX_AMOUNT:
         raise ValueError(f"amount {amount_minor} is outside 0..{MAX_AMOUNT}")
     source, target = normalize_currency(from_currency), normalize_currency(to_currency)
-    shift = exponent(target) - exponent(source)
+    exact = exact_value(amount_minor, source, target, rate)
     with localcontext() as context:
         context.prec = _PRECISION
-        if (rate.base, rate.quote) == (source, target):
-            exact = (Decimal(amount_minor) * rate.rate).scaleb(shift)
-        elif (rate.base, rate.quote) == (target, source):
-            quotient = (Decimal(amount_minor) / rate.rate).scaleb(shift)
-            exact = quotient.quantize(_QUOTIENT_QUANTUM)
-        else:
-            raise ExchangeRateMismatch(
-                f"A {rate.base}/{rate.quote} rate cannot convert {source} into {target}.",
-                base=rate.base,
-                quote=rate.quote,
-            )
         amount_to = round_minor(exact)
         rounding = Decimal(amount_to) - exact
     if amount_to > MAX_AMOUNT:
@@ -139,3 +150,42 @@ def convert(
             currency=target,
         )
     return Conversion(amount_minor, source, amount_to, target, rate, exact, rounding)
+
+
+def conversion_of(
+    amount_from: int, currency_from: str, amount_to: int, currency_to: str, rate: ExchangeRate
+) -> Conversion:
+    """Describe two amounts already exchanged at `rate`: the exact value and the rounding.
+
+    For money that arrives in parts, each part's rounding is what its amount differs from the
+    exact value of its counterpart; the parts' roundings add up to the whole's.
+    """
+    exact = exact_value(amount_from, currency_from, currency_to, rate)
+    rate_currencies = {rate.base, rate.quote}
+    if {normalize_currency(currency_from), normalize_currency(currency_to)} != rate_currencies:
+        raise ExchangeRateMismatch("The rate does not fit these currencies.")
+    with localcontext() as context:
+        context.prec = _PRECISION
+        rounding = Decimal(amount_to) - exact
+    return Conversion(
+        amount_from, normalize_currency(currency_from), amount_to,
+        normalize_currency(currency_to), rate, exact, rounding,
+    )  # fmt: skip
+
+
+def received_value(
+    received: int, asked: int, total: int, payer_currency: str, currency: str,
+    rate: ExchangeRate,
+) -> int:  # fmt: skip
+    """Return what `received` minor units of the payer's currency are worth in the invoice's.
+
+    The payer was asked for `asked` (the conversion of `total` in the invoice's currency).
+    Exactly `asked` is worth exactly `total`, whatever the rounding of that conversion; less is
+    valued at the rate (rounded once, half up) but never above `total`; more is `total` plus
+    the excess valued at the rate. The value only grows with `received`, so money arriving in
+    parts is valued by differences of this function and the parts add up exactly.
+    """
+    if received >= asked:
+        excess = received - asked
+        return total + (convert(excess, payer_currency, currency, rate).amount_to if excess else 0)
+    return min(total, convert(received, payer_currency, currency, rate).amount_to)

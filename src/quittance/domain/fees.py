@@ -11,6 +11,20 @@ The bounds are whole minor units, so the rounded commission always lies inside t
 other step rounds. Who pays is decided afterwards by `charge`: with `include_commission` the
 payer pays it on top of the amount; otherwise it is taken from the merchant's proceeds and then
 never exceeds the amount (a merchant's net is never negative).
+
+Money a payment receives (all at once, or in parts such as bank transfers) is split between the
+invoice and commission by `split_received`, a function of the payment's cumulative total only,
+so the parts recorded one after another always add up to the split of the total:
+
+- commission on top (`Terms.on_top` = the commission the payer was asked for): money received
+  first pays the invoice's amount, then the commission, and anything beyond is overpayment,
+  which counts towards the invoice (no commission on it);
+- from the merchant's proceeds: all money received counts towards the invoice, and the
+  commission is the schedule's commission on the money received up to the amount asked,
+  capped at the money received, so the merchant's net is never negative. Overpayment carries
+  no commission here either.
+
+Neither rule rounds again: the only rounding is the commission's own (step 3 above).
 """
 
 from dataclasses import dataclass
@@ -152,3 +166,69 @@ def charge(schedule: FeeSchedule, amount: int, *, include_commission: bool) -> C
         return Charge(amount, fee, payer_amount, amount, schedule.currency, True)
     fee = min(fee, amount)
     return Charge(amount, fee, amount, amount - fee, schedule.currency, False)
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """What one payment attempt asked for, in the invoice's currency.
+
+    `amount` is the invoice's part (what was due when the attempt started). With commission on
+    top, `on_top` is the commission the payer was asked for on top of it; otherwise `on_top` is
+    0 and `schedule` (None: no commission) prices the money received.
+    """
+
+    amount: int
+    include_commission: bool
+    on_top: int = 0
+    schedule: FeeSchedule | None = None
+
+    @property
+    def total(self) -> int:
+        """Return what the payer was asked for: the amount, plus the commission on top."""
+        return self.amount + self.on_top
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A payment's money so far: `paid` counts towards the invoice, `commission` is revenue.
+
+    With commission on top the payer's money is `paid + commission`; from proceeds it is `paid`,
+    and the commission comes out of the merchant's share of it.
+    """
+
+    paid: int = 0
+    commission: int = 0
+
+    def money(self, terms: Terms) -> int:
+        """Return the payer's money these amounts stand for."""
+        return self.paid + (self.commission if terms.include_commission else 0)
+
+
+def split_received(received: int, terms: Terms) -> Received:
+    """Split a payment's cumulative `received` money between the invoice and commission."""
+    if isinstance(received, bool) or not isinstance(received, int) or received < 0:
+        raise ValueError("received money is a non-negative integer of minor units")
+    if terms.include_commission:
+        fee = min(max(received - terms.amount, 0), terms.on_top)
+        return Received(received - fee, fee)
+    if terms.schedule is None:
+        return Received(received, 0)
+    priced = min(received, terms.amount, MAX_AMOUNT)
+    return Received(received, min(received, commission(terms.schedule, priced)))
+
+
+def advance(before: Received, received: int, terms: Terms) -> Received:
+    """Return a payment's split once its cumulative money has grown to `received`.
+
+    Under unchanged terms this is exactly `split_received(received, terms)`. If the terms
+    changed since `before` (a fee schedule edited while a transfer was still arriving), the
+    commission already recorded is never taken back and grows by at most the new money, so
+    every step moves a non-negative amount to the invoice and to commission.
+    """
+    new_money = received - before.money(terms)
+    if new_money <= 0:
+        return before
+    target = split_received(received, terms)
+    fee = min(max(target.commission, before.commission), before.commission + new_money)
+    paid = received - fee if terms.include_commission else received
+    return Received(paid, fee)

@@ -28,6 +28,7 @@ PREFIXES = frozenset(
         "ltx",
         "req",
         "pcn",
+        "xr",
     }
 )
 

@@ -161,6 +161,7 @@ def _check_amount_source(
 
 
 class LineItem(BaseModel):
+    id: str = Field(description="Names the line in cancellations and deliveries (`li_…`)")
     description: str
     quantity: int
     unit_amount: int
@@ -168,6 +169,9 @@ class LineItem(BaseModel):
     amount_net: int
     amount_tax: int
     amount: int
+    quantity_cancelled: int = Field(description="Units cancelled before delivery")
+    quantity_delivered: int = Field(description="Units delivered (their amount captured)")
+    quantity_refunded: int = Field(description="Units refunded (returned)")
 
 
 class Customer(BaseModel):
@@ -195,6 +199,9 @@ class InvoiceOut(BaseModel):
     amount_paid: int
     amount_refunded: int
     amount_cancelled: int
+    amount_authorized: int = Field(
+        description="Authorised by a capture-on-delivery method, not yet delivered or cancelled"
+    )
     amount_due: int = Field(description="amount - amount_paid; negative when overpaid")
     overpaid: bool
     commission: int
@@ -222,6 +229,7 @@ class InvoiceOut(BaseModel):
 
 def render_line(line: InvoiceLineItem) -> dict[str, Any]:
     return {
+        "id": line.id,
         "description": line.description,
         "quantity": line.quantity,
         "unit_amount": line.unit_amount,
@@ -229,6 +237,10 @@ def render_line(line: InvoiceLineItem) -> dict[str, Any]:
         "amount_net": line.amount_net,
         "amount_tax": line.amount_tax,
         "amount": line.amount,
+        # Columns a Core insert leaves unset read as None until reloaded: count them as 0.
+        "quantity_cancelled": line.quantity_cancelled or 0,
+        "quantity_delivered": line.quantity_delivered or 0,
+        "quantity_refunded": line.quantity_refunded or 0,
     }
 
 
@@ -252,6 +264,7 @@ def render_invoice(invoice: Invoice, base_url: str, status: str | None = None) -
         "amount_paid": invoice.amount_paid,
         "amount_refunded": invoice.amount_refunded,
         "amount_cancelled": invoice.amount_cancelled,
+        "amount_authorized": invoice.amount_authorized or 0,
         "amount_due": amount_due,
         "overpaid": amount_due < 0,
         "commission": invoice.commission,

@@ -1,4 +1,5 @@
-"""The worker loop: expiry, idempotency-key clean-up, payment settlement, webhook dispatch.
+"""The worker loop: expiry, idempotency-key clean-up, settlement of payments, refunds,
+cancellations and deliveries, webhooks.
 
 Each job runs in its own unit of work. On PostgreSQL rows are claimed with
 `FOR UPDATE SKIP LOCKED`, so any number of workers can run side by side.
@@ -14,9 +15,11 @@ from sqlalchemy.orm import Session
 
 from quittance.config import Settings
 from quittance.db.uow import Database
+from quittance.fulfilment.tasks import recover_pending
 from quittance.idempotency.service import purge_expired
 from quittance.invoice.tasks import expire_overdue
 from quittance.payment.tasks import settle_open_payments
+from quittance.refund.tasks import settle_open_refunds
 from quittance.webhook.dispatcher import Dispatcher
 
 log = logging.getLogger("quittance.worker")
@@ -48,12 +51,18 @@ class Worker:
             except Exception:
                 log.exception("worker job %s failed", name)
                 done[name] = 0
-        try:
-            # Commits on its own: claim, ask the provider (no transaction open), record.
-            done["settle_payments"] = settle_open_payments(self.db, self.settings)
-        except Exception:
-            log.exception("worker job settle_payments failed")
-            done["settle_payments"] = 0
+        # These commit on their own: claim, ask the provider (no transaction open), record.
+        settlers = [
+            ("settle_payments", settle_open_payments),
+            ("settle_refunds", settle_open_refunds),
+            ("settle_fulfilment", recover_pending),
+        ]
+        for name, settle in settlers:
+            try:
+                done[name] = settle(self.db, self.settings)
+            except Exception:
+                log.exception("worker job %s failed", name)
+                done[name] = 0
         done["dispatch_webhooks"] = self.dispatch()
         return done
 

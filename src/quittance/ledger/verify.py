@@ -2,14 +2,24 @@
 
 1. Each transaction has two or more entries of its own merchant and mode, summing to zero in
    each currency.
-2. Each invoice's `amount_paid` equals its capture credits to the merchant's balance (entries
-   are debit +, credit -, so the credits are negated), and `amount_refunded` its refund debits
-   to the merchant's balance and commission revenue, in the invoice's currency.
+2. Each invoice's amounts equal its ledger movements in the invoice's currency (entries are
+   debit +, credit -):
+   - `amount_paid`: the credits to the merchant's balance of its `capture` and `exchange`
+     transactions not made by a refund. Commission paid on top is credited to revenue inside
+     the capture (or moved there by a `capture` transaction after an exchange), commission
+     from proceeds is taken by a separate `commission` transaction, so either way these
+     credits are exactly the money received for the invoice;
+   - `amount_refunded`: the debits to the merchant's balance and commission revenue of the
+     transactions made by its refunds (`refund`, a reverse `exchange`, a returned commission);
+   - `commission`: its net credits to commission revenue (charged, less returned).
 3. Each invoice's status events chain from its creation through rows of
    `domain.invoice.TRANSITIONS`, each one leaving from where the previous one arrived, and the
    last one arrives at the invoice's status: one event per transition.
 
-It reads only, and reports a reconciliation per merchant, mode and currency.
+It reads only, and reports a reconciliation per merchant, mode and currency: received (captured
+into provider clearing), refunded, commission (net revenue), exchange (money converted into this
+currency on the merchant's balance, negative when converted out of it) and net (the merchant's
+balance), so that net = received - refunded - commission + exchange.
 """
 
 from collections import defaultdict
@@ -29,6 +39,7 @@ _COMMISSION = AccountKind.COMMISSION_REVENUE.value
 _CLEARING = AccountKind.PROVIDER_CLEARING.value
 _CAPTURE = TransactionKind.CAPTURE.value
 _REFUND = TransactionKind.REFUND.value
+_EXCHANGE = TransactionKind.EXCHANGE.value
 _ROWS = {(t.source, t.target, t.trigger): t.event for t in TRANSITIONS}
 
 
@@ -52,6 +63,7 @@ class Reconciliation:
     refunded: int = 0
     commission: int = 0
     net: int = 0  # what the merchant is owed: the credit balance of merchant_balance
+    exchange: int = 0  # converted into this currency (+) or out of it (-) for the merchant
 
 
 @dataclass(slots=True)
@@ -118,10 +130,13 @@ def _of(invoice_id: str | None) -> str:
 
 
 def _invoice_amounts(session: Session) -> Iterator[Violation]:
+    by_refund = LedgerTransaction.refund_id.is_not(None)
     captured = func.sum(
         case(
             (
-                (LedgerTransaction.kind == _CAPTURE) & (LedgerEntry.account == _BALANCE),
+                ~by_refund
+                & LedgerTransaction.kind.in_([_CAPTURE, _EXCHANGE])
+                & (LedgerEntry.account == _BALANCE),
                 -LedgerEntry.amount,
             ),
             else_=0,
@@ -129,30 +144,28 @@ def _invoice_amounts(session: Session) -> Iterator[Violation]:
     )
     refunded = func.sum(
         case(
-            (
-                (LedgerTransaction.kind == _REFUND)
-                & LedgerEntry.account.in_([_BALANCE, _COMMISSION]),
-                LedgerEntry.amount,
-            ),
+            (by_refund & LedgerEntry.account.in_([_BALANCE, _COMMISSION]), LedgerEntry.amount),
             else_=0,
         )
     )
-    moved: dict[tuple[str, str], tuple[int, int]] = {
-        (invoice_id, currency): (int(paid), int(back))
-        for invoice_id, currency, paid, back in session.execute(
-            select(LedgerTransaction.invoice_id, LedgerEntry.currency, captured, refunded)
+    earned = func.sum(case((LedgerEntry.account == _COMMISSION, -LedgerEntry.amount), else_=0))
+    moved: dict[tuple[str, str], tuple[int, int, int]] = {
+        (invoice_id, currency): (int(paid), int(back), int(fee))
+        for invoice_id, currency, paid, back, fee in session.execute(
+            select(LedgerTransaction.invoice_id, LedgerEntry.currency, captured, refunded, earned)
             .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
             .where(LedgerTransaction.invoice_id.is_not(None))
             .group_by(LedgerTransaction.invoice_id, LedgerEntry.currency)
         )
     }
     invoices = session.execute(
-        select(Invoice.id, Invoice.currency, Invoice.amount_paid, Invoice.amount_refunded)
+        select(Invoice.id, Invoice.currency, Invoice.amount_paid, Invoice.amount_refunded,
+               Invoice.commission)
         .order_by(Invoice.id)
         .execution_options(yield_per=1000)
-    )
-    for invoice_id, currency, amount_paid, amount_refunded in invoices:
-        paid, back = moved.get((invoice_id, currency), (0, 0))
+    )  # fmt: skip
+    for invoice_id, currency, amount_paid, amount_refunded, commission in invoices:
+        paid, back, fee = moved.get((invoice_id, currency), (0, 0, 0))
         if paid != amount_paid:
             yield Violation("invoice_paid", invoice_id,
                             f"amount_paid is {currency} {amount_paid} but its captures credit "
@@ -161,6 +174,10 @@ def _invoice_amounts(session: Session) -> Iterator[Violation]:
             yield Violation("invoice_refunded", invoice_id,
                             f"amount_refunded is {currency} {amount_refunded} but its refunds "
                             f"debit {currency} {back}")  # fmt: skip
+        if fee != (commission or 0):
+            yield Violation("invoice_commission", invoice_id,
+                            f"commission is {currency} {commission} but its commission revenue "
+                            f"moved {currency} {fee}")  # fmt: skip
 
 
 def _status_chains(session: Session) -> Iterator[Violation]:
@@ -223,6 +240,8 @@ def _reconcile(session: Session) -> list[Reconciliation]:
             money["commission"] -= amount
         if account == _BALANCE:
             money["net"] -= amount
+            if kind == _EXCHANGE:
+                money["exchange"] -= amount
     return [
         Reconciliation(merchant_id, livemode, currency, **money)
         for (merchant_id, livemode, currency), money in sorted(totals.items())

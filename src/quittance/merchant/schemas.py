@@ -15,6 +15,7 @@ DEFAULTS: dict[str, Any] = {
     "invoice_lifetime": 24 * 3600,
     "attempts_limit": 5,
     "include_commission": False,
+    "refund_commission": False,
     "allow_public_creation": False,
     "public_fee_details": False,
     "public_zero_fee_badge": False,
@@ -38,6 +39,7 @@ class PaymentOptionsUpdate(StrictModel):
     invoice_lifetime: int | None = Field(default=None, ge=MIN_LIFETIME, le=MAX_LIFETIME)
     attempts_limit: int | None = Field(default=None, ge=1, le=100)
     include_commission: bool | None = None
+    refund_commission: bool | None = None
     allow_public_creation: bool | None = None
     public_fee_details: bool | None = None
     public_zero_fee_badge: bool | None = None
@@ -76,7 +78,12 @@ class PaymentOptionsOut(BaseModel):
     livemode: bool
     invoice_lifetime: int = Field(description="Seconds; expires_at = finalized_at + lifetime")
     attempts_limit: int
-    include_commission: bool
+    include_commission: bool = Field(
+        description="The payer pays the commission on top of the invoice's amount"
+    )
+    refund_commission: bool = Field(
+        description="Refunds give the commission back by default (a refund may override)"
+    )
     allow_public_creation: bool
     public_fee_details: bool
     public_zero_fee_badge: bool

@@ -83,6 +83,8 @@ class OptionsSnapshot:
     descriptor_template: str
     expose_internal_callback_data: bool
     merchant_name: str
+    include_commission: bool = False
+    refund_commission: bool = False
 
 
 class _DefaultsCache:
@@ -131,6 +133,8 @@ def options_snapshot(session: Session, merchant_id: str, livemode: bool) -> Opti
         options.descriptor_template,
         options.expose_internal_callback_data,
         merchant.name,
+        options.include_commission,
+        options.refund_commission,
     )
     _defaults.put(key, value)
     return value

@@ -183,6 +183,14 @@ class MethodConfigOut(BaseModel):
 class Fee(BaseModel):
     amount: int
     currency: str
+    paid_by: Literal["payer", "merchant"] = Field(
+        description="payer: on top of the amount (include_commission); merchant: from proceeds"
+    )
+
+
+class Total(BaseModel):
+    amount: int
+    currency: str
 
 
 class MethodOption(BaseModel):
@@ -192,8 +200,15 @@ class MethodOption(BaseModel):
     message: str | None = Field(default=None, description="Only when not available")
     min_amount: int | None
     max_amount: int | None
-    fee: Fee | None = Field(default=None, description="Only with public_fee_details")
-    zero_fee: bool | None = Field(default=None, description="Only with public_zero_fee_badge")
+    fee: Fee | None = Field(
+        default=None, description="Only with public_fee_details: the method's commission"
+    )
+    zero_fee: bool | None = Field(
+        default=None, description="Only with public_zero_fee_badge: the commission is 0"
+    )
+    total: Total | None = Field(
+        default=None, description="Only with include_commission: the amount due plus the fee"
+    )
 
 
 class InvoicePaymentOptionsOut(BaseModel):

@@ -15,8 +15,10 @@ from quittance import clock
 from quittance.auth.dependencies import Caller
 from quittance.db.pagination import keyset_page
 from quittance.domain.errors import Conflict, NotFound, ValidationFailed
+from quittance.domain.fees import commission
 from quittance.domain.ids import new_id
 from quittance.domain.invoice import PAYABLE
+from quittance.domain.money import MAX_AMOUNT
 from quittance.models import (
     Customer,
     Invoice,
@@ -33,6 +35,7 @@ from quittance.payment.config_schemas import (
 )
 from quittance.payment.routing import METHODS, Unavailable, check_method, ensure_defaults
 from quittance.payment_method.schemas import render_payment_method
+from quittance.pricing.repository import fee_schedule
 from quittance.providers.registry import ProviderNotAvailable
 
 MAX_CONNECTIONS = 50  # per merchant and mode
@@ -309,12 +312,17 @@ def payer_country(
     return PayerCountry(None, None)
 
 
-def payer_fee(options: PaymentOptions, method: str, invoice: Invoice) -> int:
-    """What the payer pays on top for `method`, in the invoice's minor units.
+def method_fee(session: Session, invoice: Invoice, method: str, due: int) -> int:
+    """The commission `method` charges on the amount due, in the invoice's minor units.
 
-    Only a merchant that `include_commission`s passes its fees on; until fee schedules exist
-    there is no fee to pass on, so the answer is 0 either way."""
-    return 0
+    It comes from the merchant's fee schedule of that method and currency (none: 0), rounded
+    once, half up (`domain.fees`). Who pays it is the payment options' `include_commission`.
+    """
+    schedule = fee_schedule(session, invoice.merchant_id, invoice.livemode, method,
+                            invoice.currency)  # fmt: skip
+    if schedule is None or due <= 0:
+        return 0
+    return commission(schedule, min(due, MAX_AMOUNT))
 
 
 def pay_options(
@@ -341,11 +349,17 @@ def pay_options(
             entry.update(reason=found.code, message=found.message)
         entry["min_amount"] = config.min_amount if config is not None else None
         entry["max_amount"] = config.max_amount if config is not None else None
-        fee = payer_fee(options, method, invoice)
+        fee = method_fee(session, invoice, method, due)
         if options.public_fee_details:
-            entry["fee"] = {"amount": fee, "currency": invoice.currency}
+            entry["fee"] = {
+                "amount": fee,
+                "currency": invoice.currency,
+                "paid_by": "payer" if options.include_commission else "merchant",
+            }
         if options.public_zero_fee_badge:
             entry["zero_fee"] = fee == 0
+        if options.include_commission:  # the payer pays more than the amount due
+            entry["total"] = {"amount": max(due, 0) + fee, "currency": invoice.currency}
         methods.append(entry)
     return {
         "object": "payment_options",

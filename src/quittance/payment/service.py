@@ -21,6 +21,8 @@ from quittance import clock
 from quittance.auth.dependencies import Caller
 from quittance.config import Settings
 from quittance.domain.errors import Conflict, NotFound, QuittanceError
+from quittance.domain.exchange import ExchangeRate, convert, received_value
+from quittance.domain.fees import FeeSchedule, Received, Terms, advance, charge, commission
 from quittance.domain.ids import new_id
 from quittance.domain.invoice import PAYABLE, Status, Trigger
 from quittance.domain.payment import EVENTS, OPEN, PaymentStatus, check_payment_transition
@@ -41,6 +43,8 @@ from quittance.payment.routing import (
 )
 from quittance.payment.schemas import PayRequest, render_payment
 from quittance.payment_method.service import create_payment_method, get_payment_method
+from quittance.pricing.repository import fee_schedule
+from quittance.pricing.service import rate_for
 from quittance.providers.base import Outcome, PaymentRequest, PaymentResult, ProviderError
 from quittance.providers.registry import ProviderNotAvailable, get_provider
 
@@ -65,7 +69,11 @@ class PaymentNotFound(NotFound):
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """What the provider call needs, copied out of the session after the first commit."""
+    """What the provider call needs, copied out of the session after the first commit.
+
+    `amount` and `currency` are what the provider is asked for: the payer's amount, with the
+    commission on top and in the payer's currency when the payer pays in another one.
+    """
 
     payment_id: str
     merchant_id: str
@@ -129,6 +137,11 @@ def start_attempt(
         reason = "No enabled provider connection is set up for this payment method."
     if reason is not None:
         raise PaymentMethodNotAvailable(reason, method=method.type)
+    options = options_snapshot(session, caller.merchant_id, caller.livemode)
+    price = price_attempt(
+        session, invoice, method.type, due, include_commission=options.include_commission,
+        payer_currency=body.payment_currency if body is not None else None,
+    )  # fmt: skip
     now = clock.now()
     attempt = 1 + int(
         session.scalar(select(func.count()).where(Payment.invoice_id == invoice.id)) or 0
@@ -147,6 +160,11 @@ def start_attempt(
         currency=invoice.currency,
         amount_received=0,
         amount_authorized=0,
+        commission=0,
+        payer_currency=price.payer_currency,
+        payer_amount=price.payer_amount,
+        payer_received=0,
+        exchange_rate=price.rate.rate if price.rate is not None else None,
         provider=chosen[0].provider,
         connection_id=chosen[0].connection_id,
         routing=[
@@ -161,12 +179,49 @@ def start_attempt(
     session.flush()
     change_status(session, invoice, Status.PROCESSING, Trigger.ATTEMPT_START, base_url)
     _payment_event(session, payment, invoice, "payment.created", settings)
-    options = options_snapshot(session, caller.merchant_id, caller.livemode)
     return Attempt(
-        payment.id, caller.merchant_id, caller.livemode, invoice.id, due, invoice.currency,
-        method.type, method.provider_token,
+        payment.id, caller.merchant_id, caller.livemode, invoice.id, price.payer_amount,
+        price.payer_currency or invoice.currency, method.type, method.provider_token,
         descriptor(options.descriptor_template, options.merchant_name, invoice), tuple(chosen),
     )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """What an attempt asks the payer for (see `price_attempt`)."""
+
+    commission: int  # the schedule's commission on the amount due (invoice currency)
+    on_top: int  # the part of it the payer pays on top (0: from the merchant's proceeds)
+    payer_currency: str | None  # None: the invoice's currency
+    payer_amount: int  # what the provider is asked for, in the payer's currency
+    rate: ExchangeRate | None
+
+
+def price_attempt(
+    session: Session, invoice: Invoice, method: str, due: int, *, include_commission: bool,
+    payer_currency: str | None = None,
+) -> Price:  # fmt: skip
+    """Price an attempt: the method's commission on the amount due and who pays it, converted
+    into the payer's currency at the newest rate of the pair (invoice currency → payer's).
+
+    With `include_commission` the payer is asked for the amount due plus the commission;
+    otherwise for the amount due. In another currency that total is converted once, rounded
+    half up. A commission on top too small to change the converted amount is not charged on
+    top: it is then taken from the merchant's proceeds like any other.
+    """
+    schedule = fee_schedule(session, invoice.merchant_id, invoice.livemode, method,
+                            invoice.currency)  # fmt: skip
+    charged = charge(schedule or FeeSchedule.zero(invoice.currency), due,
+                     include_commission=include_commission)  # fmt: skip
+    on_top = charged.commission if include_commission else 0
+    if payer_currency is None or payer_currency == invoice.currency:
+        return Price(charged.commission, on_top, None, due + on_top, None)
+    rate = rate_for(session, invoice.merchant_id, invoice.livemode, invoice.currency,
+                    payer_currency)  # fmt: skip
+    asked = convert(due + on_top, invoice.currency, payer_currency, rate).amount_to
+    if on_top and asked == convert(due, invoice.currency, payer_currency, rate).amount_to:
+        on_top = 0
+    return Price(charged.commission, on_top, payer_currency, asked, rate)
 
 
 def _payment_method(
@@ -244,7 +299,7 @@ def record_call(
     payment, invoice = lock_payment(session, attempt.merchant_id, attempt.payment_id)
     result = call.result
     if payment.status not in OPEN:
-        if result is not None and result.amount_received > payment.amount_received:
+        if result is not None and result.amount_received > payer_received(payment):
             apply_result(session, invoice, payment, result, settings)
         return payment, invoice
     payment.routing = call.routing
@@ -291,19 +346,7 @@ def apply_result(
     now = clock.now()
     before = PaymentStatus(payment.status)
     first_answer = payment.provider_reference is None and bool(result.reference)
-    received = max(0, result.amount_received - payment.amount_received)
-    payment.amount_received += received
-    invoice.amount_paid += received
-    if received:
-        # The money and its ledger capture move in the same unit of work (DESIGN §11). A
-        # recovered attempt may not know its provider yet: take the first one it was routed to.
-        planned = [str(r["provider"]) for r in payment.routing if r.get("provider")]
-        post_capture(
-            session, merchant_id=invoice.merchant_id, livemode=invoice.livemode,
-            provider=payment.provider or next(iter(planned), "unknown"),
-            currency=invoice.currency, received=received, invoice_id=invoice.id,
-            payment_id=payment.id,
-        )  # fmt: skip
+    moved, received = receive(session, invoice, payment, result.amount_received)
     if result.reference:
         payment.provider_reference = result.reference
     payment.provider_response = result.raw
@@ -338,8 +381,89 @@ def apply_result(
     elif first_answer and target is PaymentStatus.PENDING:
         # The provider's first answer: it may carry transfer instructions for the payer.
         _payment_event(session, payment, invoice, "payment.pending", settings)
-    elif received:
+    elif moved:
         _payment_event(session, payment, invoice, "payment.updated", settings)
+
+
+def payer_received(payment: Payment) -> int:
+    """Return what the provider has received for a payment, in the payer's currency."""
+    # Payments started before commission and exchange existed: the payer paid the invoice.
+    return payment.amount_received if payment.payer_amount is None else payment.payer_received
+
+
+def payment_terms(
+    session: Session, payment: Payment
+) -> tuple[Terms, ExchangeRate | None]:  # fmt: skip
+    """Return what a payment asked for (`domain.fees.Terms`) and its exchange rate, if any.
+
+    Who pays the commission is read from the payment itself: on top when the payer was asked
+    for more than the amount due (converted, when converted). The commission on top is the
+    difference in the invoice's currency; after a conversion it is the method's commission on
+    the amount due under the schedule in force now (the same one, unless the merchant changed
+    it while the money was on its way). From proceeds, the schedule in force when the money
+    arrives prices it.
+    """
+    rate = None
+    plain = payment.amount
+    if payment.payer_currency is not None and payment.payer_currency != payment.currency:
+        assert payment.exchange_rate is not None
+        rate = ExchangeRate(payment.currency, payment.payer_currency, payment.exchange_rate)
+        plain = convert(payment.amount, payment.currency, payment.payer_currency, rate).amount_to
+    asked = plain if payment.payer_amount is None else payment.payer_amount
+    if asked > plain and rate is None:
+        return Terms(payment.amount, True, asked - payment.amount), rate
+    schedule = fee_schedule(session, payment.merchant_id, payment.livemode, payment.method,
+                            payment.currency)  # fmt: skip
+    if asked <= plain:
+        return Terms(payment.amount, False, 0, schedule), rate
+    on_top = 0 if schedule is None else commission(schedule, payment.amount)
+    return Terms(payment.amount, True, on_top), rate
+
+
+def receive(
+    session: Session, invoice: Invoice, payment: Payment, total: int
+) -> tuple[int, int]:  # fmt: skip
+    """Record that the provider now holds `total` (cumulative, payer's currency) for a payment.
+
+    The new money is valued in the invoice's currency (`domain.exchange.received_value`),
+    split between the invoice and commission (`domain.fees.advance`), added to the payment
+    and the invoice, and posted to the ledger in the same unit of work. Return the new payer
+    money and the part of it that counts towards the invoice's `amount_paid`.
+    """
+    if payment.payer_amount is None:
+        payment.payer_amount, payment.payer_received = payment.amount, payment.amount_received
+    new_money = total - payment.payer_received
+    if new_money <= 0:
+        return 0, 0
+    terms, rate = payment_terms(session, payment)
+    before = Received(payment.amount_received, payment.commission)
+    if rate is None:
+        value = total
+    else:
+        value = received_value(total, payment.payer_amount, terms.total, rate.quote, rate.base,
+                               rate)  # fmt: skip
+    after = advance(before, max(value, before.money(terms)), terms)
+    paid, fee = after.paid - before.paid, after.commission - before.commission
+    payment.payer_received = total
+    payment.amount_received, payment.commission = after.paid, after.commission
+    invoice.amount_paid += paid
+    invoice.commission += fee
+    if rate is not None:
+        same = invoice.payment_currency == rate.quote and invoice.payment_amount is not None
+        invoice.payment_amount = (invoice.payment_amount or 0) + new_money if same else new_money
+        invoice.payment_currency, invoice.exchange_rate = rate.quote, rate.rate
+    # A recovered attempt may not know its provider yet: take the first one it was routed to.
+    planned = [str(r["provider"]) for r in payment.routing if r.get("provider")]
+    post_capture(
+        session, merchant_id=invoice.merchant_id, livemode=invoice.livemode,
+        provider=payment.provider or next(iter(planned), "unknown"), currency=invoice.currency,
+        received=after.money(terms) - before.money(terms), invoice_id=invoice.id,
+        payment_id=payment.id, commission=fee, include_commission=terms.include_commission,
+        payer_currency=None if rate is None else rate.quote,
+        payer_received=None if rate is None else new_money,
+        exchange_rate=None if rate is None else rate.rate,
+    )  # fmt: skip
+    return new_money, paid
 
 
 def _move_invoice(

@@ -88,3 +88,7 @@ class Provider(Protocol):
     def refund(self, refund_id: str, payment_id: str, amount: int) -> PaymentResult:
         """Send money back for a captured payment."""
         ...
+
+    def refund_status(self, refund_id: str) -> PaymentResult | None:
+        """Ask what became of a refund; None when the provider never saw it."""
+        ...

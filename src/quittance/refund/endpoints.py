@@ -20,13 +20,15 @@ from quittance.payment.endpoints import SandboxRefused
 from quittance.providers.registry import sandbox
 from quittance.providers.sandbox import SandboxError
 from quittance.refund import service
-from quittance.refund.schemas import RefundCreate, RefundOut, render_refund
+from quittance.refund.schemas import RefundCreate, RefundCreated, RefundOut, render_refund
 
 router = APIRouter(prefix="/v1", tags=["refunds"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "`invoice_not_found`, `refund_not_found`"},
     409: {"description": "`invoice_not_refundable` (names the invoice's status)"},
-    422: {"description": "`refund_exceeds_refundable` and validation codes"},
+    422: {"description": "`refund_exceeds_refundable`, `line_item_not_found`, "
+                         "`refund_quantity_exceeds_refundable`, `amount_and_line_items`, "
+                         "`duplicate_items` and validation codes"},
 }  # fmt: skip
 
 
@@ -40,25 +42,27 @@ def _document(db: Database, caller: Caller, refund_id: str, settings: Settings) 
 
 
 @router.post(
-    "/invoices/{invoice_id}/refunds", status_code=201, response_model=RefundOut,
+    "/invoices/{invoice_id}/refunds", status_code=201, response_model=RefundCreated,
     responses=_ERRORS,
 )  # fmt: skip
 def create_refund(
     invoice_id: str, run: IdempotentDep, settings: SettingsDep, body: RefundCreate | None = None
 ) -> Response:
-    """Refund an invoice, all that is refundable or an amount of it.
+    """Refund an invoice: all that is refundable, an amount, or some line items' units.
 
-    Answers with the refund (its `status` is `succeeded`, `pending` or `failed`) and the
-    invoice as it now stands."""
+    Money that more than one payment received is split into one refund per payment. Answers
+    with the first refund (its `status` is `succeeded`, `pending` or `failed`), the invoice
+    as it now stands, and in `refunds` every refund the request made."""
 
     def handle(db: Database) -> tuple[int, dict[str, Any]]:
         with db.write() as session:
-            call = service.start_refund(session, run.caller, invoice_id, body, settings)
-        result = service.call_provider(call, settings)
+            calls = service.start_refund(session, run.caller, invoice_id, body, settings)
+        results = [service.call_provider(call, settings) for call in calls]
         with db.write() as session:
-            refund, invoice = service.record_result(session, call, result, settings)
-            document = render_refund(refund)
+            refunds, invoice = service.record_results(session, calls, results, settings)
+            document = render_refund(refunds[0])
             document["invoice"] = render_invoice(invoice, settings.public_base_url)
+            document["refunds"] = [render_refund(refund) for refund in refunds]
         return 201, document
 
     return run.run_steps(handle)

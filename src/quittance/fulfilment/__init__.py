@@ -1,0 +1,1 @@
+"""Cancellations and deliveries: releasing and capturing authorisations (DESIGN §4)."""

@@ -1,0 +1,1 @@
+"""Fee schedules and exchange rates: what commission costs and what currencies are worth."""

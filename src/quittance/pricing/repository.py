@@ -1,0 +1,40 @@
+"""Fee schedule and exchange rate look-ups used while pricing a payment (no writes)."""
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from quittance.domain.exchange import ExchangeRate
+from quittance.domain.fees import FeeSchedule
+from quittance.models import ExchangeRate as ExchangeRateRow
+from quittance.models import FeeSchedule as FeeScheduleRow
+
+
+def schedule_of(row: FeeScheduleRow) -> FeeSchedule:
+    """Return the domain schedule a stored row describes."""
+    return FeeSchedule(row.percent, row.fixed, row.minimum, row.maximum, row.currency)
+
+
+def fee_schedule(
+    session: Session, merchant_id: str, livemode: bool, method: str, currency: str
+) -> FeeSchedule | None:
+    """Return the schedule of a method in a currency, or None (no commission)."""
+    row = session.get(FeeScheduleRow, (merchant_id, livemode, method, currency))
+    return None if row is None else schedule_of(row)
+
+
+def newest_rate(
+    session: Session, merchant_id: str, livemode: bool, base: str, quote: str
+) -> ExchangeRate | None:
+    """Return the newest rate set for exactly this pair (never the inverse), or None."""
+    row = session.scalars(
+        select(ExchangeRateRow)
+        .where(
+            ExchangeRateRow.merchant_id == merchant_id,
+            ExchangeRateRow.livemode == livemode,
+            ExchangeRateRow.base == base,
+            ExchangeRateRow.quote == quote,
+        )
+        .order_by(ExchangeRateRow.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else ExchangeRate(row.base, row.quote, row.rate)

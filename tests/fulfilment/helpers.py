@@ -1,0 +1,152 @@
+"""Shared helpers for the cancellation and delivery tests."""
+
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from quittance.db.uow import Database
+from quittance.ledger.verify import verify
+from quittance.models import (
+    Cancellation,
+    Delivery,
+    Invoice,
+    InvoiceLineItem,
+    LedgerEntry,
+    LedgerTransaction,
+    Refund,
+)
+from tests.factories import Api
+from tests.payment.helpers import INVOICE_METHOD, events, paid, state, transitions
+
+# Mug: 3 x 1000 at 19 % = 3570 (a unit's share: 1190); Tea: 2 x 333 at 7 % = 666 + 46.62 -> 713
+# (the first unit 356.5 -> 357, the second 356); Card: 1 x 199 = 199. Total 4482.
+LINES: list[dict[str, Any]] = [
+    {"description": "Mug", "quantity": 3, "unit_amount": 1000, "tax_rate": "19"},
+    {"description": "Tea", "quantity": 2, "unit_amount": 333, "tax_rate": "7"},
+    {"description": "Card", "quantity": 1, "unit_amount": 199},
+]
+TOTAL = 3570 + 713 + 199
+
+
+def authorised(api: Api, **fields: Any) -> dict[str, Any]:
+    """An invoice (with LINES unless `amount` is given) paid by the sandbox invoice method."""
+    if "amount" not in fields:
+        fields.setdefault("line_items", LINES)
+    body = {"currency": "EUR", **fields}
+    response = api.post("/v1/invoices", json=body)
+    assert response.status_code == 201, response.text
+    payment = paid(api, response.json()["id"], INVOICE_METHOD)
+    assert payment["status"] == "authorized"
+    invoice: dict[str, Any] = payment["invoice"]
+    assert (invoice["status"], invoice["amount_authorized"]) == ("processed", invoice["amount"])
+    invoice["payment"] = payment["id"]
+    return invoice
+
+
+def line_ids(invoice: dict[str, Any]) -> list[str]:
+    return [line["id"] for line in invoice["line_items"]]
+
+
+def take(invoice: dict[str, Any], *quantities: int) -> list[dict[str, Any]]:
+    """`line_items` for a request: `quantities[n]` units of line n (zero ones left out)."""
+    return [
+        {"line_item": line_id, "quantity": quantity}
+        for line_id, quantity in zip(line_ids(invoice), quantities, strict=False)
+        if quantity
+    ]
+
+
+def cancel(api: Api, invoice_id: str, body: Any = None, **kwargs: Any) -> httpx.Response:
+    return api.post(f"/v1/invoices/{invoice_id}/cancellations", json=body, **kwargs)
+
+
+def deliver(api: Api, invoice_id: str, body: Any = None, **kwargs: Any) -> httpx.Response:
+    return api.post(f"/v1/invoices/{invoice_id}/deliveries", json=body, **kwargs)
+
+
+def _created(response: httpx.Response, kind: str, invoice_id: str) -> dict[str, Any]:
+    assert response.status_code == 201, response.text
+    document: dict[str, Any] = response.json()
+    assert document["object"] == kind
+    assert document["invoice"]["id"] == invoice_id
+    return document
+
+
+def cancelled(api: Api, invoice_id: str, body: Any = None) -> dict[str, Any]:
+    document = _created(cancel(api, invoice_id, body), "cancellation", invoice_id)
+    assert document["id"].startswith("can_")
+    return document
+
+
+def delivered(api: Api, invoice_id: str, body: Any = None) -> dict[str, Any]:
+    document = _created(deliver(api, invoice_id, body), "delivery", invoice_id)
+    assert document["id"].startswith("dlv_")
+    return document
+
+
+def quantities(invoice: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """(cancelled, delivered, refunded) units of each line."""
+    return [
+        (line["quantity_cancelled"], line["quantity_delivered"], line["quantity_refunded"])
+        for line in invoice["line_items"]
+    ]
+
+
+def full_state(db: Database, merchant_id: str) -> dict[str, Any]:
+    """Everything a merchant stored: invoices, lines, events, payments, fulfilment, ledger."""
+    with db.read() as session:
+
+        def rows(model: Any) -> list[dict[str, Any]]:
+            found = session.scalars(
+                select(model).where(model.merchant_id == merchant_id).order_by(model.id)
+            ).all()
+            return [{c.key: getattr(r, c.key) for c in model.__mapper__.column_attrs}
+                    for r in found]  # fmt: skip
+
+        stored = {model.__name__: rows(model) for model in (
+            InvoiceLineItem, Cancellation, Delivery, Refund, LedgerTransaction, LedgerEntry,
+        )}  # fmt: skip
+    return {**state(db, merchant_id), **stored}
+
+
+def ledger(api: Api, invoice_id: str) -> list[dict[str, Any]]:
+    response = api.get("/v1/ledger/transactions", params={"invoice": invoice_id})
+    assert response.status_code == 200, response.text
+    return list(response.json()["data"])
+
+
+def assert_verified(db: Database, merchant_id: str) -> None:
+    """`quittance verify`'s invariants hold for this merchant's invoices and transactions
+    (the test database is shared with tests that break them on purpose)."""
+    with db.read() as session:
+        report = verify(session)
+        mine = set(session.scalars(select(Invoice.id).where(Invoice.merchant_id == merchant_id)))
+        mine |= set(
+            session.scalars(
+                select(LedgerTransaction.id).where(LedgerTransaction.merchant_id == merchant_id)
+            )
+        )
+    assert [v for v in report.violations if v.subject in mine] == []
+
+
+def kinds_after_payment(api: Api, invoice_id: str) -> list[str]:
+    """Event types after the invoice was authorised (`payment.authorized`)."""
+    types = [event["type"] for event in events(api, invoice_id)]
+    return types[types.index("payment.authorized") + 1 :]
+
+
+def status_chain(api: Api, invoice_id: str) -> list[tuple[Any, str, str]]:
+    """The invoice's status events, each a row of the transition table, chained."""
+    table = transitions(api.client)
+    chain: list[tuple[Any, str, str]] = []
+    current = None
+    for event in events(api, invoice_id):
+        if event["trigger"] is None:
+            continue
+        key = (event["previous_status"], event["status"], event["trigger"])
+        assert key in table and table[key] == event["type"], key
+        assert event["previous_status"] == current
+        current = event["status"]
+        chain.append(key)
+    return chain
