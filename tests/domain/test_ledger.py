@@ -108,6 +108,20 @@ def test_capture_then_full_refund_leaves_every_account_at_zero() -> None:
     assert set(balances(e for t in posted for e in t.entries).values()) == {0}
 
 
+def test_commission_paid_on_top_goes_back_to_the_payer_beside_the_amount() -> None:
+    split = charge(
+        FeeSchedule(Decimal("2.9"), 30, None, None, "EUR"), 1999, include_commission=True
+    )
+    back = refund(BOOK, "EUR", 1999, "sandbox", commission_returned=88, on_top=True)
+    assert by_code(back) == {
+        ("EUR", "merchant_balance"): 1999,
+        ("EUR", "commission_revenue"): 88,
+        ("EUR", "provider_clearing:sandbox"): -2087,
+    }
+    posted = [capture(BOOK, split, "sandbox"), back]
+    assert set(balances(e for t in posted for e in t.entries).values()) == {0}
+
+
 def test_exchange_balances_each_currency_through_the_exchange_accounts() -> None:
     # An invoice of 19.99 EUR paid with 3203 JPY.
     conversion = convert(1999, "EUR", "JPY", ExchangeRate("EUR", "JPY", Decimal("160.25")))

@@ -144,6 +144,38 @@ def test_commission_from_a_fee_schedule_goes_back_in_full(papi: Api, db: Databas
     assert_verified(db, papi.merchant.id)
 
 
+@pytest.mark.parametrize("give_back", [True, False])
+def test_commission_paid_on_top_goes_back_to_the_payer(
+    papi: Api, db: Database, gateway: SandboxGateway, give_back: bool
+) -> None:
+    """With `include_commission` the payer paid 5000 + 150; returning the commission sends
+    the payer's 150 back with the invoice money (revenue pays it, not the merchant)."""
+    response = papi.client.put("/v1/fee_schedules/card", headers=papi._headers(None),
+                               json={"currency": "EUR", "percent": "3"})  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert papi.patch(OPTIONS, json={"include_commission": True}).status_code == 200
+    inv = paid_invoice(papi, 5000)
+    assert (inv["amount_paid"], inv["commission"]) == (5000, 150)
+    document = refunded(papi, inv["id"], refund_commission=give_back)
+    commission = 150 if give_back else 0
+    assert document["amount"] == 5000
+    assert document["commission_returned"] == commission
+    assert document["payer_amount"] == (5150 if give_back else None)
+    rows = [
+        {"account": "commission_revenue", "currency": "EUR", "amount": commission},
+        {"account": "merchant_balance", "currency": "EUR", "amount": 5000},
+        {"account": CLEARING, "currency": "EUR", "amount": -(5000 + commission)},
+    ]
+    assert refund_entries(papi, document["id"], inv["id"]) == [r for r in rows if r["amount"]]
+    after = document["invoice"]
+    assert (after["status"], after["amount_refunded"], after["commission"]) == (
+        "refunded", 5000, 150 - commission,
+    )  # fmt: skip
+    charge = gateway.charges(document["payment"])
+    assert charge is not None and charge["amount_refunded"] == 5000 + commission
+    assert_verified(db, papi.merchant.id)
+
+
 def test_a_payment_in_another_currency_is_refunded_in_it(
     papi: Api, db: Database, gateway: SandboxGateway
 ) -> None:

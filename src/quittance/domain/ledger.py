@@ -226,23 +226,31 @@ def refund(
     provider: str,
     *,
     commission_returned: int = 0,
+    on_top: bool = False,
     pending: bool = False,
     refs: Refs | None = None,
 ) -> Transaction:
-    """Post a refund of `amount` to the payer, `commission_returned` of it paid by commission.
+    """Post a refund of `amount` to the payer, with `commission_returned` paid by commission.
 
-    The merchant's balance is debited `amount - commission_returned`, commission revenue
-    `commission_returned`; the provider's clearing account is credited `amount`, or
-    `refunds_payable` when the provider has not sent the money yet (`pending`).
+    From the merchant's proceeds (default) the commission returned is part of `amount`: the
+    merchant's balance is debited `amount - commission_returned`, commission revenue
+    `commission_returned`, and the payer gets `amount`. When the payer had paid the commission
+    on top (`on_top`), it goes back to the payer on top of `amount`: the merchant's balance is
+    debited `amount`, commission revenue `commission_returned`, and the payer gets both. The
+    payout is credited to the provider's clearing account, or to `refunds_payable` when the
+    provider has not sent the money yet (`pending`).
     """
     if not 0 <= commission_returned <= amount:
         raise ValueError("the commission returned must be between 0 and the refunded amount")
+    paid_out = amount + commission_returned if on_top else amount
     payout = (
-        (K.REFUNDS_PAYABLE, None, -amount) if pending else (K.PROVIDER_CLEARING, provider, -amount)
+        (K.REFUNDS_PAYABLE, None, -paid_out)
+        if pending
+        else (K.PROVIDER_CLEARING, provider, -paid_out)
     )
     entries = book.lines(
         currency,
-        (K.MERCHANT_BALANCE, None, amount - commission_returned),
+        (K.MERCHANT_BALANCE, None, amount if on_top else amount - commission_returned),
         (K.COMMISSION_REVENUE, None, commission_returned),
         payout,
     )

@@ -154,9 +154,13 @@ def post_refund(
     book = Book(merchant_id, livemode)
     refs = Refs(invoice_id=invoice_id, payment_id=payment_id, refund_id=refund_id)
     if payer_currency is None or payer_currency == currency:
-        if payer_amount is not None and payer_amount != amount:
-            raise ValueError("a refund in the invoice's currency sends back its amount")
-        posting = refund_posting(book, currency, amount, provider,
+        # In the invoice's currency the payer gets `amount` back, plus the commission returned
+        # when the payer had paid it on top.
+        on_top = payer_amount is not None and payer_amount != amount
+        if on_top and payer_amount != amount + commission_returned:
+            raise ValueError("a refund in the invoice's currency sends back its amount, plus "
+                             "the commission returned when it was paid on top")  # fmt: skip
+        posting = refund_posting(book, currency, amount, provider, on_top=on_top,
                                  commission_returned=commission_returned, refs=refs)  # fmt: skip
         return post(session, posting)
     if payer_amount is None:

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from quittance.domain.invoice import TRANSITIONS, Status, Trigger
 from quittance.domain.ledger import AccountKind, TransactionKind
-from quittance.models import Event, Invoice, LedgerEntry, LedgerTransaction
+from quittance.models import Event, Invoice, LedgerEntry, LedgerTransaction, Refund
 
 _BALANCE = AccountKind.MERCHANT_BALANCE.value
 _COMMISSION = AccountKind.COMMISSION_REVENUE.value
@@ -158,6 +158,20 @@ def _invoice_amounts(session: Session) -> Iterator[Violation]:
             .group_by(LedgerTransaction.invoice_id, LedgerEntry.currency)
         )
     }
+    # Commission a payer had paid on top and got back with a refund: the ledger's refunds
+    # debit it from revenue beside the invoice money, so it is counted beside amount_refunded.
+    on_top_back = {
+        invoice_id: int(total)
+        for invoice_id, total in session.execute(
+            select(Refund.invoice_id, func.sum(Refund.payer_amount - Refund.amount))
+            .where(
+                Refund.status == "succeeded",
+                Refund.payer_currency == Refund.currency,
+                Refund.payer_amount.is_not(None),
+            )
+            .group_by(Refund.invoice_id)
+        )
+    }
     invoices = session.execute(
         select(Invoice.id, Invoice.currency, Invoice.amount_paid, Invoice.amount_refunded,
                Invoice.commission)
@@ -170,10 +184,12 @@ def _invoice_amounts(session: Session) -> Iterator[Violation]:
             yield Violation("invoice_paid", invoice_id,
                             f"amount_paid is {currency} {amount_paid} but its captures credit "
                             f"{currency} {paid} to the merchant balance")  # fmt: skip
-        if back != amount_refunded:
+        returned_on_top = on_top_back.get(invoice_id, 0)
+        if back != amount_refunded + returned_on_top:
+            extra = f" (and {returned_on_top} commission paid on top)" if returned_on_top else ""
             yield Violation("invoice_refunded", invoice_id,
-                            f"amount_refunded is {currency} {amount_refunded} but its refunds "
-                            f"debit {currency} {back}")  # fmt: skip
+                            f"amount_refunded is {currency} {amount_refunded}{extra} but its "
+                            f"refunds debit {currency} {back}")  # fmt: skip
         if fee != (commission or 0):
             yield Violation("invoice_commission", invoice_id,
                             f"commission is {currency} {commission} but its commission revenue "

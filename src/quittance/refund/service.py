@@ -221,16 +221,30 @@ def _refund_part(
         proportional(payment.payer_received, payment.amount_received, room.refunded, amount)
         if converted else None
     )  # fmt: skip
+    if not converted and give_commission and commission and _paid_on_top(payment):
+        # The payer paid this commission on top of the invoice: it goes back to the payer,
+        # who then receives more than the invoice money refunded.
+        payer_amount = amount + commission
     return Refund(
         id=new_ordered_id("re"), merchant_id=invoice.merchant_id, livemode=invoice.livemode,
         invoice_id=invoice.id, payment_id=payment.id, amount=amount, currency=invoice.currency,
         status=RefundStatus.PENDING.value, commission_returned=commission, line_items=None,
-        payer_currency=payment.payer_currency if converted else None, payer_amount=payer_amount,
+        payer_currency=invoice.currency if payer_amount is not None and not converted
+        else payment.payer_currency if converted else None, payer_amount=payer_amount,
         next_check_at=now + timedelta(seconds=settings.payment_recovery_after),
         lease_until=None, reason=None, provider=payment.provider or "unknown",
         provider_reference=None, error_code=None, error_message=None, created_at=now,
         updated_at=now,
     )  # fmt: skip
+
+
+def _paid_on_top(payment: Payment) -> bool:
+    """Tell whether the payer was asked for the commission on top, in the invoice's currency."""
+    return (
+        payment.payer_currency in (None, payment.currency)
+        and payment.payer_amount is not None
+        and payment.payer_amount > payment.amount
+    )
 
 
 def call_provider(call: RefundCall, settings: Settings) -> PaymentResult:
