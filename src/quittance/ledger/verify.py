@@ -161,7 +161,7 @@ def _invoice_amounts(session: Session) -> Iterator[Violation]:
     # Commission a payer had paid on top and got back with a refund: the ledger's refunds
     # debit it from revenue beside the invoice money, so it is counted beside amount_refunded.
     on_top_back = {
-        invoice_id: int(total)
+        invoice_id: int(total or 0)
         for invoice_id, total in session.execute(
             select(Refund.invoice_id, func.sum(Refund.payer_amount - Refund.amount))
             .where(
