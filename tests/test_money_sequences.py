@@ -137,7 +137,7 @@ def _apply(run: Run, op: tuple[Any, ...]) -> None:
     if kind == "card":
         run.call("POST", pay, {"payment_method": card(SUCCEEDS), **extra})
     elif kind == "authorise":
-        run.call("POST", pay, {"payment_method": INVOICE_METHOD})
+        run.call("POST", pay, {"payment_method": INVOICE_METHOD, **extra})
     elif kind in ("deliver", "cancel"):
         path = "deliveries" if kind == "deliver" else "cancellations"
         run.call("POST", f"/v1/invoices/{run.invoice_id}/{path}", _part_body(invoice, *op[1]))
