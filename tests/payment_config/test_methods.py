@@ -231,3 +231,9 @@ def test_updates_replay_with_an_idempotency_key(api: Api) -> None:
     assert again.content == first.content
     assert_problem(api.patch(f"{PATH}/card", json={"max_amount": 901}, headers=headers), 422,
                    "idempotency_key_reused")  # fmt: skip
+
+
+def test_a_refused_country_is_named_in_the_message(api: Api) -> None:
+    response = api.patch(f"{PATH}/card", json={"countries": ["XX"]})
+    body = assert_problem(response, 422, "invalid_country", field="countries.0")
+    assert "'XX' is not one" in body["errors"][0]["message"], body

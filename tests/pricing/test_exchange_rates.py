@@ -110,7 +110,7 @@ def test_a_csv_file_is_imported_in_one_go(
     [
         ("base,quote,rate\nEUR,USD,1.0842\nEUR,GBP,0,86\n", 3, "expected 3 columns"),
         ("base,quote,rate\nEUR,USD,1.0842\nEUR,XYZ,1.2\n", 3, "'XYZ'"),
-        ("base,quote,rate\nEUR,USD,1.0842\nEUR,GBP,abc\n", 3, "decimal number"),
+        ("base,quote,rate\nEUR,USD,1.0842\nEUR,GBP,abc\n", 3, "such as 2.9; 'abc' is not one"),
         ("base,quote,rate\nEUR,USD,1.0842\nEUR,EUR,1\n", 3, "two different currencies"),
         ("base,quote,rate\nEUR,USD,1.0842\nEUR,GBP,-0.86\n", 3, "above 0"),
         ("quote,base,rate\nEUR,USD,1.0842\n", 1, "header base,quote,rate"),

@@ -37,7 +37,7 @@ def _iso_country(value: str) -> str:
     if code not in ISO_COUNTRIES:
         raise PydanticCustomError(
             "invalid_country",
-            "Give countries as ISO 3166-1 alpha-2 codes such as DE; {value!r} is not one.",
+            "Give countries as ISO 3166-1 alpha-2 codes such as DE; '{value}' is not one.",
             {"value": value},
         )
     return code

@@ -29,7 +29,7 @@ def parse_decimal(value: Any, code: str, name: str) -> Decimal:
         return Decimal(value)
     if not _DECIMAL.match(value):
         raise PydanticCustomError(
-            code, "The {name} must be a decimal number such as 2.9; {value!r} is not one.",
+            code, "The {name} must be a decimal number such as 2.9; '{value}' is not one.",
             {"name": name, "value": value[:40]},
         )  # fmt: skip
     return Decimal(value)
