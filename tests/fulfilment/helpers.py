@@ -1,5 +1,6 @@
 """Shared helpers for the cancellation and delivery tests."""
 
+import sqlite3
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from quittance.models import (
     LedgerTransaction,
     Refund,
 )
+from quittance.providers.sandbox import SandboxGateway
 from tests.factories import Api
 from tests.payment.helpers import INVOICE_METHOD, events, paid, state, transitions
 
@@ -150,3 +152,16 @@ def status_chain(api: Api, invoice_id: str) -> list[tuple[Any, str, str]]:
         current = event["status"]
         chain.append(key)
     return chain
+
+
+def sandbox_operations(gateway: SandboxGateway, payment_id: str) -> list[tuple[str, str, int]]:
+    """The captures and releases the sandbox carried out for a payment: (operation id, kind,
+    amount), oldest first."""
+    gateway.charges(payment_id)  # the store and its tables exist from here on
+    with sqlite3.connect(gateway.path, timeout=30) as connection:
+        rows = connection.execute(
+            "SELECT operation_id, kind, amount FROM authorization_operations"
+            " WHERE payment_id = ? ORDER BY created_at, rowid",
+            (payment_id,),
+        ).fetchall()
+    return [(str(op), str(kind), int(amount)) for op, kind, amount in rows]

@@ -258,7 +258,7 @@ def test_a_refused_capture_fails_the_delivery(
 ) -> None:
     inv = authorised(papi)
 
-    def refuse(self: SandboxGateway, payment_id: str, amount: int) -> Any:
+    def refuse(self: SandboxGateway, payment_id: str, amount: int, operation_id: str) -> Any:
         raise ProviderError("The capture was refused.", code="invalid_request")
 
     with monkeypatch.context() as patch:

@@ -1,12 +1,15 @@
 """The sandbox provider with every outcome (DESIGN §9): the test cards, bank transfers of any
 amount, the invoice method, and currencies with 0 and 3 decimals."""
 
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from quittance.db.uow import Database
-from quittance.providers.sandbox import SandboxGateway
+from quittance.providers.base import Outcome, PaymentRequest, ProviderError
+from quittance.providers.sandbox import _SCHEMA, SandboxError, SandboxGateway
 from tests.factories import Api
 from tests.payment.helpers import (
     BANK_TRANSFER,
@@ -317,3 +320,116 @@ def test_transfer_after_expiry_is_recorded_and_flagged_paid_late(
     (late,) = [e for e in history if e["type"] == "invoice.paid_late"]
     assert (late["data"]["amount"], late["data"]["payment"]) == (6000, payment_id)
     assert late["data"]["object"]["paid_late"] is True
+
+
+# -- captures and releases by operation id --------------------------------------------------
+
+
+def _authorised(gateway: SandboxGateway, payment_id: str, amount: int = 1000) -> None:
+    """An authorisation of the invoice method, straight at the sandbox."""
+    result = gateway.authorize(PaymentRequest(payment_id, amount, "EUR", "invoice", None, "Test"))
+    assert result.outcome is Outcome.AUTHORIZED
+
+
+def _operations(gateway: SandboxGateway) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(gateway.path) as connection:
+        return [tuple(row) for row in connection.execute(
+            "SELECT * FROM authorization_operations ORDER BY operation_id"
+        )]  # fmt: skip
+
+
+def test_a_capture_repeated_under_its_operation_id_captures_once(tmp_path: Path) -> None:
+    gateway = SandboxGateway(tmp_path / "sandbox.db")
+    _authorised(gateway, "pay_a")
+    assert gateway.operation_status("dlv_1") is None
+    first = gateway.capture("pay_a", 300, "dlv_1")
+    assert (first.outcome, first.amount_received) == (Outcome.AUTHORIZED, 300)
+    assert gateway.capture("pay_a", 300, "dlv_1") == first  # the first answer, nothing moved
+    assert gateway.operation_status("dlv_1") == first
+    charge = gateway.charges("pay_a")
+    assert charge is not None and (charge["amount_captured"], charge["state"]) == (
+        300, "authorized",
+    )  # fmt: skip
+    # A later capture does not change what the first one answered.
+    second = gateway.capture("pay_a", 700, "dlv_2")
+    assert (second.outcome, second.amount_received) == (Outcome.SUCCEEDED, 1000)
+    assert gateway.capture("pay_a", 300, "dlv_1") == first
+    assert gateway.operation_status("dlv_2") == second
+    charge = gateway.charges("pay_a")
+    assert charge is not None and charge["amount_captured"] == 1000
+    assert [op[:4] for op in _operations(gateway)] == [
+        ("dlv_1", "pay_a", "capture", 300), ("dlv_2", "pay_a", "capture", 700),
+    ]  # fmt: skip
+
+
+def test_a_release_repeated_under_its_operation_id_releases_once(tmp_path: Path) -> None:
+    gateway = SandboxGateway(tmp_path / "sandbox.db")
+    _authorised(gateway, "pay_a")
+    partial = gateway.cancel("pay_a", 100, "can_1")
+    assert partial.outcome is Outcome.AUTHORIZED
+    assert gateway.cancel("pay_a", 100, "can_1") == partial
+    rest = gateway.cancel("pay_a", 900, "can_2")
+    assert rest.outcome is Outcome.DECLINED and rest.raw["state"] == "cancelled"
+    # Asked again after the whole authorisation is gone: still the first answer, no refusal.
+    assert gateway.cancel("pay_a", 100, "can_1") == partial
+    assert gateway.cancel("pay_a", 900, "can_2") == rest
+    assert gateway.operation_status("can_1") == partial
+    charge = gateway.charges("pay_a")
+    assert charge is not None and (charge["amount_cancelled"], charge["state"]) == (
+        1000, "cancelled",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kind", "payment_id", "amount"),
+    [("capture", "pay_a", 301), ("capture", "pay_b", 300), ("cancel", "pay_a", 300)],
+    ids=["other-amount", "other-payment", "other-kind"],
+)
+def test_an_operation_id_reused_for_another_request_is_refused(
+    tmp_path: Path, kind: str, payment_id: str, amount: int
+) -> None:
+    gateway = SandboxGateway(tmp_path / "sandbox.db")
+    _authorised(gateway, "pay_a")
+    _authorised(gateway, "pay_b")
+    first = gateway.capture("pay_a", 300, "dlv_1")
+    before = (gateway.charges("pay_a"), gateway.charges("pay_b"), _operations(gateway))
+    with pytest.raises(SandboxError) as refused:
+        getattr(gateway, kind)(payment_id, amount, "dlv_1")
+    assert refused.value.code == "operation_id_reused"
+    assert "dlv_1" in refused.value.message and "new operation id" in refused.value.message
+    assert (gateway.charges("pay_a"), gateway.charges("pay_b"), _operations(gateway)) == before
+    assert gateway.operation_status("dlv_1") == first
+
+
+def test_a_refused_capture_is_not_remembered(tmp_path: Path) -> None:
+    gateway = SandboxGateway(tmp_path / "sandbox.db")
+    _authorised(gateway, "pay_a")
+    with pytest.raises(ProviderError) as refused:
+        gateway.capture("pay_a", 1001, "dlv_1")
+    assert refused.value.code == "invalid_request"
+    assert gateway.operation_status("dlv_1") is None
+    assert _operations(gateway) == []
+    with pytest.raises(ProviderError):
+        gateway.cancel("pay_missing", 1, "can_1")
+    assert gateway.operation_status("can_1") is None
+
+
+def test_a_sandbox_file_from_before_operation_ids_gets_the_new_table(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old_schema = _SCHEMA.split("CREATE TABLE IF NOT EXISTS authorization_operations")[0]
+    assert "charges" in old_schema and "authorization_operations" not in old_schema
+    with sqlite3.connect(path) as connection:
+        connection.executescript(old_schema)
+        connection.execute(
+            "INSERT INTO charges (payment_id, reference, method, amount, currency, state,"
+            " created_at) VALUES ('pay_old', 'sbx_old', 'invoice', 500, 'EUR', 'authorized',"
+            " '2024-01-01T00:00:00+00:00')"
+        )
+    gateway = SandboxGateway(path)
+    assert gateway.operation_status("dlv_1") is None
+    result = gateway.capture("pay_old", 500, "dlv_1")
+    assert (result.outcome, result.amount_received, result.reference) == (
+        Outcome.SUCCEEDED, 500, "sbx_old",
+    )  # fmt: skip
+    assert gateway.capture("pay_old", 500, "dlv_1") == result
+    assert SandboxGateway(path).operation_status("dlv_1") == result

@@ -7,14 +7,17 @@ steps, like a refund:
 
 1. Lock the invoice, check what is open, record a `pending` cancellation or delivery (its id
    names the operation in events and logs): commit.
-2. Ask the provider to release or capture, outside any transaction.
+2. Ask the provider to release or capture, outside any transaction, with the cancellation's
+   or delivery's id as the operation id (the provider's idempotency key).
 3. Record the answer: commit. Succeeded: line quantities, the authorised amounts and, for a
    delivery, the captured money (through `payment.service.apply_result`, which posts the
    ledger capture) move; failed: nothing moves; no answer (a timeout): it stays `pending`, and
-   `fulfilment.tasks.recover_pending` asks the provider later.
+   `fulfilment.tasks.recover_pending` asks the provider about the operation id later, and
+   sends it again under the same id if the provider never saw it.
 
-Only one cancellation or delivery of an invoice may be pending at a time, so the provider's
-captured total tells unambiguously whether a pending capture happened.
+Only one cancellation or delivery of an invoice may be pending at a time, so the amounts a
+pending one was computed from (the payment's open authorisation) stay as they were until it is
+settled, and a call sent again asks for exactly what the first one did.
 """
 
 import logging
@@ -93,7 +96,7 @@ class ProviderCall:
     """What the provider call needs, copied out of the session after the first commit."""
 
     kind: Kind
-    row_id: str
+    row_id: str  # the cancellation's or delivery's id: the provider's operation id
     merchant_id: str
     livemode: bool
     payment_id: str
@@ -234,9 +237,9 @@ def call_provider(call: ProviderCall, settings: Settings) -> Answer:
     try:
         provider = get_provider(call.provider, settings, livemode=call.livemode)
         if call.kind == "delivery":
-            result = provider.capture(call.payment_id, call.amount)
+            result = provider.capture(call.payment_id, call.amount, call.row_id)
         else:
-            result = provider.cancel(call.payment_id, call.amount)
+            result = provider.cancel(call.payment_id, call.amount, call.row_id)
     except ProviderError as exc:
         if exc.code == "provider_timeout":
             return Answer(PENDING)

@@ -1,23 +1,25 @@
 """The worker's fulfilment job: settle cancellations and deliveries left pending.
 
 A release or capture whose answer was lost (a provider timeout, a crash between the recovery
-points) stays `pending`. `recover_pending` asks the provider about the payment, once the
-operation is `payment_recovery_after` seconds old, and settles what the answer proves:
+points) stays `pending`. Once the operation is `payment_recovery_after` seconds old (the time a
+call in flight is given), `recover_pending` asks the provider about it under its own id (the
+cancellation's or delivery's id, the operation id it was sent with):
 
-- a delivery succeeded if the provider's captured total covers what Quittance had recorded
-  plus the delivery (only one operation per invoice is ever pending, so this is unambiguous);
-  otherwise nothing was captured and it fails with `capture_not_confirmed`;
-- a cancellation of the whole open authorisation succeeded if the provider holds no open
-  authorisation any more, and failed (`release_not_confirmed`) if it still holds all of it,
-  uncaptured. A partial release cannot be told from the provider's status: it stays pending
-  and is logged for an operator.
+- the provider carried it out: its answer is recorded exactly as the original call's would have
+  been (`service.apply_answer`: lines, authorised amounts, the captured money and its ledger
+  posting);
+- the provider never saw it (the process died before the call, or the provider refused it): it
+  is sent now, under the same operation id, so an original call still on its way cannot
+  capture or release a second time; that answer is recorded like any other (a refusal fails
+  it, a timeout leaves it pending for the next round).
 
+Nothing is inferred from the payment's totals, so a partial release is settled like any other.
 No transaction is open while the provider is asked; the answer is recorded under the invoice's
-lock, and an operation another process settled meanwhile is left alone.
+lock, and an operation another process settled meanwhile is left alone (the provider answers a
+repeated operation id with its first answer, so two workers never move money twice).
 """
 
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -27,18 +29,19 @@ from quittance.config import Settings
 from quittance.db.uow import Database
 from quittance.domain.fulfilment import FulfilmentStatus
 from quittance.fulfilment.service import (
-    FAILED,
+    PENDING,
     SUCCEEDED,
     Answer,
     Kind,
+    ProviderCall,
     Row,
     apply_answer,
+    call_provider,
     lock_row,
     provider_amount,
 )
 from quittance.models import Cancellation, Delivery, Payment
-from quittance.payment.service import payer_received
-from quittance.providers.base import Outcome, PaymentResult, ProviderError
+from quittance.providers.base import ProviderError
 from quittance.providers.registry import ProviderNotAvailable, get_provider
 
 log = logging.getLogger("quittance.fulfilment")
@@ -46,82 +49,65 @@ BATCH = 50
 KINDS: tuple[tuple[Kind, type[Row]], ...] = (("delivery", Delivery), ("cancellation", Cancellation))
 
 
-@dataclass(frozen=True, slots=True)
-class Due:
-    kind: Kind
-    row_id: str
-    merchant_id: str
-    livemode: bool
-    payment_id: str
-    provider: str
-
-
-def due(db: Database, settings: Settings, limit: int = BATCH) -> list[Due]:
-    """Pending cancellations and deliveries old enough that their call has ended."""
+def due(db: Database, settings: Settings, limit: int = BATCH) -> list[ProviderCall]:
+    """The provider calls of pending cancellations and deliveries old enough that their call
+    has ended, as they were first sent (the amount comes from the payment's authorisation,
+    which nothing else changes while one of its invoice's operations is pending)."""
     cutoff = clock.now() - timedelta(seconds=settings.payment_recovery_after)
-    found: list[Due] = []
+    found: list[ProviderCall] = []
     with db.read() as session:
         for kind, model in KINDS:
             rows = session.execute(
-                select(model.id, model.merchant_id, model.livemode, model.payment_id,
-                       Payment.provider)
-                .join(Payment, Payment.id == model.payment_id)
+                select(model.id, model.merchant_id, model.livemode, model.amount, Payment)
+                .join(Payment, (Payment.id == model.payment_id)
+                      & (Payment.merchant_id == model.merchant_id))
                 .where(model.status == FulfilmentStatus.PENDING.value,
                        model.updated_at <= cutoff)
                 .order_by(model.updated_at)
                 .limit(limit)
             )  # fmt: skip
-            for row_id, merchant_id, livemode, payment_id, provider in rows:
-                found.append(Due(kind, row_id, merchant_id, livemode, str(payment_id),
-                                 provider or "unknown"))  # fmt: skip
+            for row_id, merchant_id, livemode, amount, payment in rows:
+                found.append(ProviderCall(
+                    kind, row_id, merchant_id, livemode, payment.id,
+                    provider_amount(payment, amount), payment.provider or "unknown",
+                ))  # fmt: skip
     return found
 
 
-def _verdict(item: Due, row_amount: int, payment: Payment, result: PaymentResult | None
-             ) -> Answer | None:  # fmt: skip
-    """What the provider's status proves about a pending operation; None if nothing."""
-    if item.kind == "delivery":
-        captured = result.amount_received if result is not None else 0
-        if captured >= payer_received(payment) + provider_amount(payment, row_amount):
-            return Answer(SUCCEEDED, result, raw=result.raw if result is not None else {})
-        return Answer(FAILED, error_code="capture_not_confirmed",
-                      error_message="The provider has no record of this capture; nothing was "
-                      "captured. Deliver again.")  # fmt: skip
-    if row_amount != payment.amount_authorized or result is None:
-        return None
-    if result.outcome is not Outcome.AUTHORIZED:
+def ask(call: ProviderCall, settings: Settings) -> Answer:
+    """What became of a pending operation: the provider's recorded answer, or (if it never saw
+    the operation) the answer to sending it again under the same operation id.
+
+    Raises `ProviderError` or `ProviderNotAvailable` when the provider cannot be asked.
+    """
+    provider = get_provider(call.provider, settings, livemode=call.livemode)
+    result = provider.operation_status(call.row_id)
+    if result is not None:
         return Answer(SUCCEEDED, result, raw=result.raw)
-    if result.amount_received == payer_received(payment) == 0:
-        return Answer(FAILED, error_code="release_not_confirmed",
-                      error_message="The provider still holds the whole authorisation; nothing "
-                      "was released. Cancel again.")  # fmt: skip
-    return None
+    log.info("the provider never saw %s %s; sending it again", call.kind, call.row_id)
+    return call_provider(call, settings)
 
 
 def recover_pending(db: Database, settings: Settings) -> int:
-    """Settle the pending cancellations and deliveries the provider can account for.
+    """Settle the pending cancellations and deliveries whose call has ended.
 
     Returns how many were settled. Meant to run in the worker loop next to the payment job.
     """
     settled = 0
-    for item in due(db, settings):
+    for call in due(db, settings):
         try:
-            provider = get_provider(item.provider, settings, livemode=item.livemode)
-            result = provider.status(item.payment_id)
+            answer = ask(call, settings)
         except (ProviderError, ProviderNotAvailable) as exc:
-            log.warning("could not ask about %s %s: %s", item.kind, item.row_id, exc)
+            log.warning("could not ask about %s %s: %s", call.kind, call.row_id, exc)
             continue
         with db.write() as session:
-            row, invoice = lock_row(session, item.kind, item.merchant_id, item.row_id)
-            if row.status != FulfilmentStatus.PENDING.value:
-                continue
-            payment = session.get(Payment, item.payment_id)
-            assert payment is not None
-            answer = _verdict(item, row.amount, payment, result)
-            if answer is None:
-                row.updated_at = clock.now()  # ask again after another recovery delay
-                log.warning("the provider's status does not tell whether %s %s happened; "
-                            "it stays pending", item.kind, item.row_id)  # fmt: skip
+            row, invoice = lock_row(session, call.kind, call.merchant_id, call.row_id)
+            if row.status != PENDING.value:
+                continue  # settled meanwhile (by its own request or another worker)
+            if answer.status is PENDING:
+                row.updated_at = clock.now()  # no answer again: ask after another delay
+                log.warning("%s %s is still waiting for the provider's answer",
+                            call.kind, call.row_id)  # fmt: skip
                 continue
             apply_answer(session, invoice, row, answer, settings)
             settled += 1

@@ -1,7 +1,9 @@
 """The provider protocol (DESIGN §9).
 
-Every call carries Quittance's own payment or refund id as the provider's idempotency key, so
-a retry after a crash or a timeout never charges twice. A `ProviderError` (the provider failed
+Every call carries Quittance's own id as the provider's idempotency key (the payment's for
+an authorisation, the refund's for a refund, the delivery's or cancellation's for a capture or
+a release), so a retry after a crash or a timeout never charges, captures or releases twice,
+and the provider can be asked later what became of each call. A `ProviderError` (the provider failed
 or did not answer) lets routing try the next connection; a declined result ends the attempt.
 """
 
@@ -77,12 +79,20 @@ class Provider(Protocol):
         """Ask what became of a payment; None when the provider never saw it."""
         ...
 
-    def capture(self, payment_id: str, amount: int) -> PaymentResult:
-        """Capture an authorised payment (all of it or part)."""
+    def capture(self, payment_id: str, amount: int, operation_id: str) -> PaymentResult:
+        """Capture an authorised payment (all of it or part) once per `operation_id`.
+
+        Asking again with the same operation id returns the first answer and captures nothing
+        more; a refusal raises `ProviderError` and is not remembered.
+        """
         ...
 
-    def cancel(self, payment_id: str, amount: int) -> PaymentResult:
-        """Release an authorisation (all of it or part)."""
+    def cancel(self, payment_id: str, amount: int, operation_id: str) -> PaymentResult:
+        """Release an authorisation (all of it or part) once per `operation_id`."""
+        ...
+
+    def operation_status(self, operation_id: str) -> PaymentResult | None:
+        """The answer a capture or release gave; None when the provider never carried it out."""
         ...
 
     def refund(self, refund_id: str, payment_id: str, amount: int) -> PaymentResult:

@@ -16,6 +16,10 @@ connection fail, `{"delay_ms": N}` answers after N ms (the charge is recorded fi
 `{"settle_after_ms": N}` sets when pending cards settle (default 2000).
 Refunds: an amount ending in 01 minor units stays pending (until a test helper settles or fails
 it), one ending in 02 fails, any other succeeds; each is recorded once under its refund id.
+Captures and releases of an authorisation are recorded once under their operation id (the
+delivery's or cancellation's id) with the answer they gave: the same id again returns that
+answer and moves nothing, the same id for a different request is refused
+(`operation_id_reused`), and `operation_status` tells what became of one whose answer was lost.
 """
 
 import contextlib
@@ -23,7 +27,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,6 +72,10 @@ CREATE TABLE IF NOT EXISTS charges (
 CREATE TABLE IF NOT EXISTS operations (
     operation_id TEXT PRIMARY KEY, payment_id TEXT NOT NULL, kind TEXT NOT NULL,
     amount INTEGER NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS authorization_operations (
+    operation_id TEXT PRIMARY KEY, payment_id TEXT NOT NULL, kind TEXT NOT NULL,
+    amount INTEGER NOT NULL, state TEXT NOT NULL, amount_received INTEGER NOT NULL,
+    amount_captured INTEGER NOT NULL, created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS refunds (
     refund_id TEXT PRIMARY KEY, payment_id TEXT NOT NULL, reference TEXT NOT NULL UNIQUE,
     amount INTEGER NOT NULL, state TEXT NOT NULL, created_at TEXT NOT NULL);
@@ -298,8 +306,12 @@ class SandboxGateway:
         assert result is not None
         return result
 
-    def capture(self, payment_id: str, amount: int) -> PaymentResult:
+    def capture(self, payment_id: str, amount: int, operation_id: str) -> PaymentResult:
+        """Capture `amount` of an authorisation; the same operation id captures only once."""
         with self._store() as store:
+            known = self._known_operation(store, operation_id, "capture", payment_id, amount)
+            if known is not None:
+                return known
             row = store.execute(
                 "SELECT * FROM charges WHERE payment_id = ?", (payment_id,)
             ).fetchone()
@@ -320,12 +332,14 @@ class SandboxGateway:
                 " WHERE payment_id = ?",
                 (captured, captured, state, payment_id),
             )
-        result = self.status(payment_id)
-        assert result is not None
-        return result
+            return self._record_operation(store, operation_id, "capture", payment_id, amount)
 
-    def cancel(self, payment_id: str, amount: int) -> PaymentResult:
+    def cancel(self, payment_id: str, amount: int, operation_id: str) -> PaymentResult:
+        """Release `amount` of an authorisation; the same operation id releases only once."""
         with self._store() as store:
+            known = self._known_operation(store, operation_id, "cancel", payment_id, amount)
+            if known is not None:
+                return known
             row = store.execute(
                 "SELECT * FROM charges WHERE payment_id = ?", (payment_id,)
             ).fetchone()
@@ -337,9 +351,54 @@ class SandboxGateway:
                 "UPDATE charges SET amount_cancelled = ?, state = ? WHERE payment_id = ?",
                 (cancelled, state, payment_id),
             )
-        result = self.status(payment_id)
-        assert result is not None
-        return result
+            return self._record_operation(store, operation_id, "cancel", payment_id, amount)
+
+    def operation_status(self, operation_id: str) -> PaymentResult | None:
+        """The answer a capture or release gave; None when the sandbox never carried it out."""
+        with self._store() as store:
+            operation = store.execute(
+                "SELECT * FROM authorization_operations WHERE operation_id = ?", (operation_id,)
+            ).fetchone()
+            return None if operation is None else _operation_result(store, operation)
+
+    @staticmethod
+    def _known_operation(
+        store: sqlite3.Connection, operation_id: str, kind: str, payment_id: str, amount: int
+    ) -> PaymentResult | None:
+        """The first answer to this operation id, if there was one; a different request under
+        the same id is refused."""
+        operation = store.execute(
+            "SELECT * FROM authorization_operations WHERE operation_id = ?", (operation_id,)
+        ).fetchone()
+        if operation is None:
+            return None
+        if (operation["kind"], operation["payment_id"], int(operation["amount"])) != (
+            kind, payment_id, amount,
+        ):  # fmt: skip
+            raise SandboxError(
+                "operation_id_reused",
+                "An operation id names one capture or release, and "
+                f"{operation_id!r} was already used for a {operation['kind']} of"
+                f" {operation['amount']} on {operation['payment_id']}; a different request"
+                " needs a new operation id.",
+            )
+        return _operation_result(store, operation)
+
+    @staticmethod
+    def _record_operation(
+        store: sqlite3.Connection, operation_id: str, kind: str, payment_id: str, amount: int
+    ) -> PaymentResult:
+        """Remember a capture or release and the answer it gave (the charge as it now stands)."""
+        charge = store.execute(
+            "SELECT * FROM charges WHERE payment_id = ?", (payment_id,)
+        ).fetchone()
+        store.execute(
+            "INSERT INTO authorization_operations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (operation_id, payment_id, kind, amount, charge["state"],
+             charge["amount_received"], charge["amount_captured"],
+             datetime.now(UTC).isoformat()),
+        )  # fmt: skip
+        return _result(charge)
 
     def refund(self, refund_id: str, payment_id: str, amount: int) -> PaymentResult:
         """Send money back; asking again with the same refund id returns the first answer."""
@@ -436,7 +495,17 @@ _OUTCOMES = {
 }
 
 
-def _result(row: sqlite3.Row) -> PaymentResult:
+def _operation_result(store: sqlite3.Connection, operation: sqlite3.Row) -> PaymentResult:
+    """A capture's or release's first answer: the charge as it stood right after it."""
+    charge = store.execute(
+        "SELECT * FROM charges WHERE payment_id = ?", (operation["payment_id"],)
+    ).fetchone()
+    return _result({**dict(charge), "state": operation["state"],
+                    "amount_received": operation["amount_received"],
+                    "amount_captured": operation["amount_captured"]})  # fmt: skip
+
+
+def _result(row: sqlite3.Row | Mapping[str, Any]) -> PaymentResult:
     state = str(row["state"])
     error_code = error_message = None
     if state == "declined":
