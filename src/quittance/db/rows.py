@@ -1,42 +1,84 @@
-"""Insert rows straight through Core: for the hot path, where the ORM's unit of work costs
-more than the statement itself. The object stays outside the session (it is only read
-afterwards, for instance to render it)."""
+"""Insert rows straight through the database driver: for the hot path, where SQLAlchemy's
+execution path costs more than the statement itself.
 
+For each mapped class and dialect the INSERT is built once, with the driver's own placeholders,
+together with each column's bind processor (the same conversion SQLAlchemy applies: the
+`TypeDecorator`s of `db.types`, JSON serialisation, booleans for SQLite). Rows then go to the
+DBAPI cursor of the session's connection, inside the session's transaction, with no statement
+compilation, no cache-key lookup and no result object. The object stays outside the session
+(it is only read afterwards, for instance to render it).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, inspect
+from sqlalchemy import Dialect, Table, inspect
 from sqlalchemy.orm import Mapper, Session
 
 from quittance.db.base import Base
 
-_plans: dict[type[Base], list[tuple[str, str, Any]]] = {}
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    sql: str
+    # (attribute, scalar default, bind processor) per column, in the statement's order.
+    columns: tuple[tuple[str, Any, Callable[[Any], Any] | None], ...]
 
 
-def _plan(cls: type[Base]) -> list[tuple[str, str, Any]]:
-    """(attribute, column, scalar default) for each column of the mapped class."""
-    plan = _plans.get(cls)
+_plans: dict[tuple[type[Base], str], _Plan] = {}
+_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def _plan(cls: type[Base], dialect: Dialect) -> _Plan:
+    """The INSERT of `cls`'s table for `dialect`, built once."""
+    key = (cls, dialect.name)
+    plan = _plans.get(key)
     if plan is None:
         mapper: Mapper[Any] = inspect(cls)
-        plan = []
+        table = cast(Table, cls.__table__)
+        preparer = dialect.identifier_preparer
+        columns, names = [], []
         for prop in mapper.column_attrs:
             column = prop.columns[0]
             default = column.default.arg if column.default is not None else None
-            plan.append((prop.key, column.name, None if callable(default) else default))
-        _plans[cls] = plan
+            processor = column.type._cached_bind_processor(dialect)
+            columns.append((prop.key, None if callable(default) else default, processor))
+            names.append(preparer.quote(column.name))
+        mark = _PLACEHOLDERS[dialect.paramstyle]
+        sql = (
+            f"INSERT INTO {preparer.format_table(table)} ({', '.join(names)}) "
+            f"VALUES ({', '.join([mark] * len(names))})"
+        )
+        plan = _plans[key] = _Plan(sql, tuple(columns))
     return plan
 
 
-def values(obj: Base) -> dict[str, Any]:
-    """The row of a transient ORM object, with the columns' scalar defaults filled in."""
-    row = {}
-    for attribute, column, default in _plan(type(obj)):
-        value = obj.__dict__.get(attribute)
-        row[column] = default if value is None else value
-    return row
+def values(obj: Base, plan: _Plan) -> tuple[Any, ...]:
+    """The row of a transient ORM object as the driver takes it, defaults filled in."""
+    state = obj.__dict__
+    row = []
+    for attribute, default, processor in plan.columns:
+        value = state.get(attribute)
+        if value is None:
+            value = default
+        # Every processor is given None too, as SQLAlchemy does (JSON stores it as null).
+        row.append(value if processor is None else processor(value))
+    return tuple(row)
 
 
 def insert_rows(session: Session, objects: list[Base]) -> None:
     """INSERT transient objects of one class now, in the session's transaction."""
-    if objects:
-        table = cast(Table, type(objects[0]).__table__)
-        session.connection().execute(insert(table), [values(obj) for obj in objects])
+    if not objects:
+        return
+    connection = session.connection()
+    plan = _plan(type(objects[0]), connection.dialect)
+    rows = [values(obj, plan) for obj in objects]
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if len(rows) == 1:
+            cursor.execute(plan.sql, rows[0])
+        else:
+            cursor.executemany(plan.sql, rows)
+    finally:
+        cursor.close()
