@@ -9,11 +9,13 @@ compilation, no cache-key lookup and no result object. The object stays outside 
 (it is only read afterwards, for instance to render it).
 """
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Dialect, Table, inspect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session
 
 from quittance.db.base import Base
@@ -74,11 +76,24 @@ def insert_rows(session: Session, objects: list[Base]) -> None:
     connection = session.connection()
     plan = _plan(type(objects[0]), connection.dialect)
     rows = [values(obj, plan) for obj in objects]
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    cursor = dbapi_connection.cursor()
     try:
         if len(rows) == 1:
             cursor.execute(plan.sql, rows[0])
         else:
             cursor.executemany(plan.sql, rows)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        # Raise what SQLAlchemy would (IntegrityError, OperationalError, ...), and drop a
+        # connection the database has closed so the pool does not hand it out again.
+        disconnected = connection.dialect.is_disconnect(exc, dbapi_connection, cursor)
+        if disconnected:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            plan.sql, rows, exc, connection.dialect.loaded_dbapi.Error,
+            connection_invalidated=disconnected, dialect=connection.dialect,
+        ) from exc  # fmt: skip
     finally:
-        cursor.close()
+        with contextlib.suppress(connection.dialect.loaded_dbapi.Error):
+            cursor.close()
