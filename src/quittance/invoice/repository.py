@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Select, exists, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from quittance.auth.dependencies import Caller
 from quittance.domain.invoice import EXPIRABLE
@@ -34,20 +34,31 @@ def scoped(caller: Caller) -> Select[Invoice]:
 
 
 def get(session: Session, caller: Caller, invoice_id: str, *, lock: bool = False) -> Invoice | None:
-    query = scoped(caller).where(Invoice.id == invoice_id)
+    # One invoice with its lines in one statement (a join, not selectin's second query): this
+    # runs at the start of every change. The lock applies to the invoice row only.
+    query = (
+        select(Invoice)
+        .where(Invoice.merchant_id == caller.merchant_id, Invoice.livemode == caller.livemode,
+               Invoice.id == invoice_id)
+        .options(joinedload(Invoice.line_items))
+    )  # fmt: skip
     if lock:
         query = query.with_for_update(of=Invoice)
-    return session.scalars(query).first()
+    return session.scalars(query).unique().one_or_none()
 
 
 def lock(session: Session, merchant_id: str, invoice_id: str) -> Invoice:
     """Lock an invoice known to exist (found through a payment or refund of the merchant)."""
-    return session.scalars(
-        select(Invoice)
-        .where(Invoice.id == invoice_id, Invoice.merchant_id == merchant_id)
-        .options(selectinload(Invoice.line_items))
-        .with_for_update(of=Invoice)
-    ).one()
+    return (
+        session.scalars(
+            select(Invoice)
+            .where(Invoice.id == invoice_id, Invoice.merchant_id == merchant_id)
+            .options(joinedload(Invoice.line_items))
+            .with_for_update(of=Invoice)
+        )
+        .unique()
+        .one()
+    )
 
 
 def is_invoice_id(value: str) -> bool:
