@@ -30,11 +30,16 @@ from sqlalchemy import func, select
 
 from quittance.db.uow import Database
 from quittance.domain.invoice import STATUS_INFO, Status
-from quittance.ledger.verify import verify
 from quittance.models import LedgerEntry, LedgerTransaction, Refund
 from tests.factories import Api, MerchantFactory
 from tests.payment.conftest import pay_client, pay_settings, sandbox_path
-from tests.payment.helpers import BANK_TRANSFER, INVOICE_METHOD, SUCCEEDS, card
+from tests.payment.helpers import (
+    BANK_TRANSFER,
+    INVOICE_METHOD,
+    SUCCEEDS,
+    card,
+    merchant_violations,
+)
 
 __all__ = ["pay_client", "pay_settings", "sandbox_path"]
 
@@ -231,14 +236,7 @@ def _check(run: Run, merchant_id: str, plain: bool) -> None:
         clearing = sum(v for k, v in moves.items() if k.startswith("provider_clearing"))
         assert clearing == paid - refunded, moves
         assert moves.get("merchant_balance", 0) == -(paid - refunded), moves
-    with run.db.read() as session:
-        ours = set(
-            session.scalars(
-                select(LedgerTransaction.id).where(LedgerTransaction.merchant_id == merchant_id)
-            )
-        )
-        report = verify(session)
-    broken = [v for v in report.violations if v.subject == run.invoice_id or v.subject in ours]
+    broken, _ = merchant_violations(run.db, merchant_id)
     assert broken == [], broken
     # A final status with nothing left to refund never changes again.
     if run.statuses:

@@ -7,11 +7,9 @@ import httpx
 from sqlalchemy import select
 
 from quittance.db.uow import Database
-from quittance.ledger.verify import verify
 from quittance.models import (
     Cancellation,
     Delivery,
-    Invoice,
     InvoiceLineItem,
     LedgerEntry,
     LedgerTransaction,
@@ -19,7 +17,10 @@ from quittance.models import (
 )
 from quittance.providers.sandbox import SandboxGateway
 from tests.factories import Api
-from tests.payment.helpers import INVOICE_METHOD, events, paid, state, transitions
+from tests.payment.helpers import INVOICE_METHOD, events, paid, state
+from tests.payment.helpers import assert_verified as assert_verified
+from tests.payment.helpers import ledger as ledger
+from tests.payment.helpers import status_chain as status_chain
 
 # Mug: 3 x 1000 at 19 % = 3570 (a unit's share: 1190); Tea: 2 x 333 at 7 % = 666 + 46.62 -> 713
 # (the first unit 356.5 -> 357, the second 356); Card: 1 x 199 = 199. Total 4482.
@@ -112,46 +113,10 @@ def full_state(db: Database, merchant_id: str) -> dict[str, Any]:
     return {**state(db, merchant_id), **stored}
 
 
-def ledger(api: Api, invoice_id: str) -> list[dict[str, Any]]:
-    response = api.get("/v1/ledger/transactions", params={"invoice": invoice_id})
-    assert response.status_code == 200, response.text
-    return list(response.json()["data"])
-
-
-def assert_verified(db: Database, merchant_id: str) -> None:
-    """`quittance verify`'s invariants hold for this merchant's invoices and transactions
-    (the test database is shared with tests that break them on purpose)."""
-    with db.read() as session:
-        report = verify(session)
-        mine = set(session.scalars(select(Invoice.id).where(Invoice.merchant_id == merchant_id)))
-        mine |= set(
-            session.scalars(
-                select(LedgerTransaction.id).where(LedgerTransaction.merchant_id == merchant_id)
-            )
-        )
-    assert [v for v in report.violations if v.subject in mine] == []
-
-
 def kinds_after_payment(api: Api, invoice_id: str) -> list[str]:
     """Event types after the invoice was authorised (`payment.authorized`)."""
     types = [event["type"] for event in events(api, invoice_id)]
     return types[types.index("payment.authorized") + 1 :]
-
-
-def status_chain(api: Api, invoice_id: str) -> list[tuple[Any, str, str]]:
-    """The invoice's status events, each a row of the transition table, chained."""
-    table = transitions(api.client)
-    chain: list[tuple[Any, str, str]] = []
-    current = None
-    for event in events(api, invoice_id):
-        if event["trigger"] is None:
-            continue
-        key = (event["previous_status"], event["status"], event["trigger"])
-        assert key in table and table[key] == event["type"], key
-        assert event["previous_status"] == current
-        current = event["status"]
-        chain.append(key)
-    return chain
 
 
 def sandbox_operations(gateway: SandboxGateway, payment_id: str) -> list[tuple[str, str, int]]:

@@ -14,7 +14,15 @@ from quittance.config import Settings
 from quittance.db.uow import Database
 from quittance.domain.ids import new_id
 from quittance.jobs.worker import Worker
-from quittance.models import MethodConfig, Payment, PaymentMethod, ProviderConnection
+from quittance.ledger.verify import Violation, verify
+from quittance.models import (
+    Invoice,
+    LedgerTransaction,
+    MethodConfig,
+    Payment,
+    PaymentMethod,
+    ProviderConnection,
+)
 from quittance.payment.routing import ensure_defaults
 from tests.factories import Api, snapshot
 
@@ -225,3 +233,52 @@ def assert_status_events(api: Api, history: list[dict[str, Any]]) -> None:
             assert event["data"]["object"]["status"] == current, event["type"]
     ids = [event["id"] for event in history]
     assert ids == sorted(ids)
+
+
+def status_chain(api: Api, invoice_id: str) -> list[tuple[Any, str, str]]:
+    """The invoice's status events, each a row of the transition table, chained from creation."""
+    table = transitions(api.client)
+    chain: list[tuple[Any, str, str]] = []
+    current = None
+    for event in events(api, invoice_id):
+        if event["trigger"] is None:
+            continue
+        key = (event["previous_status"], event["status"], event["trigger"])
+        assert key in table and table[key] == event["type"], key
+        assert event["previous_status"] == current
+        current = event["status"]
+        chain.append(key)
+    return chain
+
+
+def ledger(api: Api, invoice_id: str) -> list[dict[str, Any]]:
+    """The invoice's ledger transactions with their entries (GET /v1/ledger/transactions)."""
+    response = api.get("/v1/ledger/transactions", params={"invoice": invoice_id})
+    assert response.status_code == 200, response.text
+    return list(response.json()["data"])
+
+
+def merchant_violations(db: Database, merchant_id: str) -> tuple[list[Violation], bool]:
+    """What `quittance verify` finds wrong with this merchant's invoices and transactions, and
+    whether its reconciliation lists the merchant.
+
+    The test database is shared with tests that break invariants on purpose, so only this
+    merchant's violations count; `test_verify_passes_on_a_database_of_its_own` asserts the
+    whole report.
+    """
+    with db.read() as session:
+        report = verify(session)
+        mine = set(session.scalars(select(Invoice.id).where(Invoice.merchant_id == merchant_id)))
+        mine |= set(
+            session.scalars(
+                select(LedgerTransaction.id).where(LedgerTransaction.merchant_id == merchant_id)
+            )
+        )
+    listed = any(r.merchant_id == merchant_id for r in report.reconciliation)
+    return [v for v in report.violations if v.subject in mine], listed
+
+
+def assert_verified(db: Database, merchant_id: str) -> None:
+    """`quittance verify`'s invariants hold for this merchant's invoices and transactions."""
+    violations, _ = merchant_violations(db, merchant_id)
+    assert violations == [], violations

@@ -8,7 +8,6 @@ from sqlalchemy import func, select
 from quittance.db.uow import Database
 from quittance.domain.ledger import Book, Refs, charge_commission
 from quittance.ledger.service import post
-from quittance.ledger.verify import verify
 from quittance.models import (
     Invoice,
     InvoiceLineItem,
@@ -23,10 +22,12 @@ from tests.payment.helpers import (
     SUCCEEDS,
     card,
     events,
+    merchant_violations,
     paid,
     state,
-    transitions,
 )
+from tests.payment.helpers import ledger as ledger
+from tests.payment.helpers import status_chain as status_chain
 
 CLEARING = "provider_clearing:sandbox"
 
@@ -69,48 +70,6 @@ def full_state(db: Database, merchant_id: str) -> dict[str, Any]:
             .order_by(InvoiceLineItem.id)
         ).all()
     return {**state(db, merchant_id), **counts, "units": [tuple(row) for row in units]}
-
-
-def ledger(api: Api, invoice_id: str) -> list[dict[str, Any]]:
-    response = api.get("/v1/ledger/transactions", params={"invoice": invoice_id})
-    assert response.status_code == 200, response.text
-    return list(response.json()["data"])
-
-
-def assert_verified(db: Database, merchant_id: str) -> None:
-    """`quittance verify`'s invariants hold for this merchant's invoices and transactions.
-
-    The test database is shared with tests that break invariants on purpose, so only this
-    merchant's violations count here; `test_verify_passes_on_a_database_of_its_own` asserts
-    the whole report.
-    """
-    with db.read() as session:
-        report = verify(session)
-        mine = set(session.scalars(select(Invoice.id).where(Invoice.merchant_id == merchant_id)))
-        mine |= set(
-            session.scalars(
-                select(LedgerTransaction.id).where(LedgerTransaction.merchant_id == merchant_id)
-            )
-        )
-    violations = [v for v in report.violations if v.subject in mine]
-    assert violations == [], violations
-    assert any(r.merchant_id == merchant_id for r in report.reconciliation)
-
-
-def status_chain(api: Api, invoice_id: str) -> list[tuple[Any, str, str]]:
-    """The invoice's status events, each a row of the transition table, chained from creation."""
-    table = transitions(api.client)
-    chain: list[tuple[Any, str, str]] = []
-    current = None
-    for event in events(api, invoice_id):
-        if event["trigger"] is None:
-            continue
-        key = (event["previous_status"], event["status"], event["trigger"])
-        assert key in table and table[key] == event["type"], key
-        assert event["previous_status"] == current
-        current = event["status"]
-        chain.append(key)
-    return chain
 
 
 def refund_events(api: Api, invoice_id: str) -> list[tuple[str, str, int]]:
@@ -176,3 +135,10 @@ def refund_entries(api: Api, refund_id: str, invoice_id: str) -> list[dict[str, 
     assert posting["kind"] == "refund"
     assert sum(e["amount"] for e in posting["entries"]) == 0
     return sorted(posting["entries"], key=lambda e: (e["account"], e["currency"]))
+
+
+def assert_verified(db: Database, merchant_id: str) -> None:
+    """`quittance verify`'s invariants hold for this merchant, which it reconciles."""
+    violations, listed = merchant_violations(db, merchant_id)
+    assert violations == [], violations
+    assert listed

@@ -1,5 +1,6 @@
 """`/v1/invoices/{id}/cancellations` and `/v1/invoices/{id}/deliveries`."""
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -95,6 +96,27 @@ def create_delivery(
     return run.run_steps(handle)
 
 
+def _list_rows(
+    model: type[Cancellation] | type[Delivery], render: Callable[[Any], dict[str, Any]],
+    invoice_id: str, caller: Caller, db: Database, limit: int, starting_after: str | None,
+) -> Response:  # fmt: skip
+    """One page of an invoice's cancellations or deliveries, newest first."""
+    with db.read() as session:
+        get_invoice(session, caller, invoice_id)
+        rows, has_more = keyset_page(
+            session,
+            select(model).where(
+                model.merchant_id == caller.merchant_id,
+                model.livemode == caller.livemode,
+                model.invoice_id == invoice_id,
+            ),
+            model.id, limit=limit, starting_after=starting_after,
+        )  # fmt: skip
+    data = [render(row) for row in rows]
+    path = f"/v1/invoices/{invoice_id}/{model.__tablename__}"
+    return json_response(200, dumps(page(data, has_more, path)))
+
+
 @router.get("/invoices/{invoice_id}/cancellations", responses=_ERRORS)
 def list_cancellations(
     invoice_id: str, caller: CallerDep, db: DbDep,
@@ -102,21 +124,8 @@ def list_cancellations(
     starting_after: Annotated[str | None, Query(pattern=r"^can_[0-9A-Z]{26}$")] = None,
 ) -> Response:  # fmt: skip
     """List an invoice's cancellations, newest first."""
-    with db.read() as session:
-        get_invoice(session, caller, invoice_id)
-        rows, has_more = keyset_page(
-            session,
-            select(Cancellation).where(
-                Cancellation.merchant_id == caller.merchant_id,
-                Cancellation.livemode == caller.livemode,
-                Cancellation.invoice_id == invoice_id,
-            ),
-            Cancellation.id, limit=limit, starting_after=starting_after,
-        )  # fmt: skip
-    data = [render_cancellation(row) for row in rows]
-    return json_response(
-        200, dumps(page(data, has_more, f"/v1/invoices/{invoice_id}/cancellations"))
-    )
+    return _list_rows(Cancellation, render_cancellation, invoice_id, caller, db, limit,
+                      starting_after)  # fmt: skip
 
 
 @router.get("/invoices/{invoice_id}/deliveries", responses=_ERRORS)
@@ -126,16 +135,4 @@ def list_deliveries(
     starting_after: Annotated[str | None, Query(pattern=r"^dlv_[0-9A-Z]{26}$")] = None,
 ) -> Response:  # fmt: skip
     """List an invoice's deliveries, newest first."""
-    with db.read() as session:
-        get_invoice(session, caller, invoice_id)
-        rows, has_more = keyset_page(
-            session,
-            select(Delivery).where(
-                Delivery.merchant_id == caller.merchant_id,
-                Delivery.livemode == caller.livemode,
-                Delivery.invoice_id == invoice_id,
-            ),
-            Delivery.id, limit=limit, starting_after=starting_after,
-        )  # fmt: skip
-    data = [render_delivery(row) for row in rows]
-    return json_response(200, dumps(page(data, has_more, f"/v1/invoices/{invoice_id}/deliveries")))
+    return _list_rows(Delivery, render_delivery, invoice_id, caller, db, limit, starting_after)
