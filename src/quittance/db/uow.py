@@ -9,10 +9,12 @@ SQLite's busy handler; other processes are still handled by `busy_timeout`.
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from quittance.db.batch import GroupCommit, Work
 from quittance.db.engine import WRITE_OPTION, build_engine
 
 # Key in `session.info` of callables to run once the unit of work has committed.
@@ -34,6 +36,7 @@ class Database:
         self._write_lock: contextlib.AbstractContextManager[object] = (
             threading.Lock() if self.backend == "sqlite" else contextlib.nullcontext()
         )
+        self._group = GroupCommit(self, writers=1 if self.backend == "sqlite" else 4)
 
     @property
     def is_postgres(self) -> bool:
@@ -52,6 +55,14 @@ class Database:
         for callback in session.info.get(AFTER_COMMIT, ()):
             callback()
 
+    async def write_grouped(self, work: Work) -> Any:
+        """Run `work(session)` as a unit of work committed together with concurrent ones.
+
+        For the event loop: it awaits the commit instead of blocking a thread (see
+        `db/batch.py`). `work` must be safe to run again after a rollback.
+        """
+        return await self._group.run(work)
+
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
         """Open a read-only transaction; closing the session ends it without a commit.
@@ -62,4 +73,5 @@ class Database:
             yield session
 
     def dispose(self) -> None:
+        self._group.close()
         self.engine.dispose()

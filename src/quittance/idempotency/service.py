@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from quittance import clock
@@ -104,6 +105,15 @@ class IdempotentRequest:
             with self.db.write() as session:
                 session.execute(delete(IdempotencyKey).where(*self._row_filter()))
             raise
+
+    async def run_grouped(self, handler: Handler) -> Response:
+        """`run`, awaited on the event loop. Without a key the unit of work is committed
+        together with concurrent ones (`Database.write_grouped`), so `handler` must be safe to
+        run again after a rollback; with a key it runs as `run` does, in a worker thread."""
+        if self.key is not None:
+            return await run_in_threadpool(self.run, handler)
+        status, payload = await self.db.write_grouped(handler)
+        return json_response(status, dumps(payload))
 
     def run_steps(self, handler: StepsHandler) -> Response:
         """Run a handler that commits more than once; its response is stored at the end.

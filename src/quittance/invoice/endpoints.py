@@ -37,14 +37,17 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/invoices", status_code=201, response_model=InvoiceOut, responses=_ERRORS)
-def create_invoice(body: InvoiceCreate, run: IdempotentDep, settings: SettingsDep) -> Response:
+async def create_invoice(
+    body: InvoiceCreate, run: IdempotentDep, settings: SettingsDep
+) -> Response:
     """Create an invoice and get the `redirect_url` to send the payer to."""
 
     def handle(session: Any) -> tuple[int, dict[str, Any]]:
+        # Safe to run again after a rollback: every run makes a new invoice with new ids.
         invoice = service.create_invoice(session, run.caller, body, settings.public_base_url)
         return 201, render_invoice(invoice, settings.public_base_url)
 
-    return run.run(handle)
+    return await run.run_grouped(handle)
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut, responses=_ERRORS)

@@ -1,0 +1,133 @@
+"""Group commit: units of work from concurrent requests share one transaction and one commit.
+
+A commit is the most expensive step of a small write: on SQLite it is an `fsync` of the WAL,
+on PostgreSQL a round trip and a WAL flush. `GroupCommit.run(work)`, awaited from the event
+loop, hands `work` to one writer thread. The thread takes every unit waiting at that moment,
+runs them one after the other in one `Database.write()` (the same unit of work as anywhere
+else: the SQLite write lock, `BEGIN IMMEDIATE`, after-commit callbacks) and commits once. Each
+caller resumes only after that commit, so nothing is answered before it is durable.
+
+If any unit of the batch raises, the whole transaction rolls back and each unit is run again
+alone, in its own transaction, so a failure stays with the request that caused it. Units must
+therefore be safe to run again after a rollback (they read and write only the database, and
+generate new ids each time). A single waiting unit runs at once: there is no timer, so a lone
+request waits for nothing.
+"""
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from quittance.db.uow import Database
+
+log = logging.getLogger("quittance.db")
+
+Work = Callable[[Session], Any]
+_Item = tuple[Work, asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+_WAKE = None  # put on the queue by `close` so a waiting thread looks up at once
+
+# How long the writer thread waits for work before it stops (it starts again on demand).
+IDLE_SECONDS = 2.0
+
+
+class GroupCommit:
+    """Writer threads that commit the units handed to them in batches.
+
+    SQLite takes one writer (its writes are serialised anyway); PostgreSQL several, so that
+    one batch's round trips overlap with another's.
+    """
+
+    def __init__(self, db: "Database", *, writers: int = 1, max_batch: int = 64) -> None:
+        self._db = db
+        self.writers = writers
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: set[threading.Thread] = set()
+
+    async def run(self, work: Work) -> Any:
+        """Run `work(session)` in a batch; return its result once the batch has committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            self._queue.put((work, loop, future))
+            if len(self._threads) < self.writers:
+                thread = threading.Thread(
+                    target=self._serve, name="quittance-group-commit", daemon=True
+                )
+                self._threads.add(thread)
+                thread.start()
+        return await future
+
+    def close(self) -> None:
+        """Let the threads finish what is queued and stop (they start again if work comes)."""
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self._queue.put(_WAKE)
+        for thread in threads:
+            thread.join(timeout=30)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                first = None
+            batch: list[_Item] = [] if first is None else [first]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    batch.append(item)
+            if batch:
+                self._execute(batch)
+                continue
+            with self._lock:
+                if self._queue.empty():
+                    self._threads.discard(threading.current_thread())
+                    return
+
+    def _execute(self, batch: list[_Item]) -> None:
+        outcomes: list[tuple[bool, Any]]
+        try:
+            outcomes = [(True, result) for result in self._commit([item[0] for item in batch])]
+        except Exception as exc:  # handed to the callers below
+            if len(batch) == 1:
+                outcomes = [(False, exc)]
+            else:
+                outcomes = []
+                for work, _loop, _future in batch:
+                    try:
+                        outcomes.append((True, self._commit([work])[0]))
+                    except Exception as alone:  # handed to its caller
+                        outcomes.append((False, alone))
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for (_work, loop, future), (ok, value) in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(loop, []).append((future, ok, value))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop was closed: nobody is waiting
+                loop.call_soon_threadsafe(_settle, settled)
+
+    def _commit(self, works: list[Work]) -> list[Any]:
+        with self._db.write() as session:
+            return [work(session) for work in works]
+
+
+def _settle(settled: list[tuple["asyncio.Future[Any]", bool, Any]]) -> None:
+    for future, ok, value in settled:
+        if future.done():  # the caller gave up (its request was cancelled)
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)

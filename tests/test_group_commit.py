@@ -1,0 +1,177 @@
+"""Group commit (`Database.write_grouped`): concurrent units share one commit, fail alone."""
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from quittance.db.uow import Database
+from quittance.event import service as events
+from quittance.models import Event
+from tests.factories import MerchantFactory
+
+
+def _count(db: Database, merchant_id: str, type_: str) -> int:
+    with db.read() as session:
+        return int(
+            session.scalar(
+                select(func.count()).where(Event.merchant_id == merchant_id, Event.type == type_)
+            )
+            or 0
+        )
+
+
+def _writer(merchant_id: str, type_: str, tag: str) -> Callable[[Session], str]:
+    def work(session: Session) -> str:
+        event = events.record(
+            session, merchant_id=merchant_id, livemode=False, type=type_, data={"tag": tag}
+        )
+        return f"{tag}:{event.id}"
+
+    return work
+
+
+@pytest.fixture
+def write_calls(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Count the transactions the group commit opens (one `Database.write` each)."""
+    calls: list[int] = []
+    original = db.write
+
+    def counted() -> AbstractContextManager[Session]:
+        calls.append(1)
+        return original()
+
+    monkeypatch.setattr(db, "write", counted)
+    yield calls
+
+
+def test_units_waiting_together_share_one_commit(
+    db: Database, merchants: MerchantFactory, write_calls: list[int], backend: str
+) -> None:
+    merchant = merchants.create()
+    write_calls.clear()
+    release = threading.Event()
+    started = threading.Event()
+
+    def first(session: Session) -> str:
+        started.set()
+        release.wait(timeout=10)  # hold the writer until the others are queued
+        return _writer(merchant.id, "test.grouped", "first")(session)
+
+    async def scenario() -> list[str]:
+        head = asyncio.ensure_future(db.write_grouped(first))
+        while not started.is_set():
+            await asyncio.sleep(0.005)
+        rest = [
+            asyncio.ensure_future(db.write_grouped(_writer(merchant.id, "test.grouped", f"u{n}")))
+            for n in range(19)
+        ]
+        await asyncio.sleep(0.05)  # every unit is on the queue before the writer looks again
+        release.set()
+        return [await head, *[await task for task in rest]]
+
+    results = asyncio.run(scenario())
+
+    # Each caller gets its own unit's result, and all twenty are stored ...
+    assert [r.split(":")[0] for r in results] == ["first", *[f"u{n}" for n in range(19)]]
+    assert len({r.split(":")[1] for r in results}) == 20
+    assert _count(db, merchant.id, "test.grouped") == 20
+    # ... in few transactions: on SQLite (one writer) the first unit alone, then the nineteen
+    # that waited for it; on PostgreSQL its four writers share the nineteen.
+    assert len(write_calls) == 2 if backend == "sqlite" else 2 <= len(write_calls) <= 5
+
+
+def test_a_failing_unit_fails_alone_and_leaves_nothing(
+    db: Database, merchants: MerchantFactory, write_calls: list[int], backend: str
+) -> None:
+    merchant = merchants.create()
+    write_calls.clear()
+    release = threading.Event()
+    started = threading.Event()
+
+    def hold(session: Session) -> str:
+        started.set()
+        release.wait(timeout=10)
+        return _writer(merchant.id, "test.fail_alone", "hold")(session)
+
+    def broken(session: Session) -> str:
+        _writer(merchant.id, "test.fail_alone", "broken")(session)  # written, then...
+        raise ValueError("this unit is refused")
+
+    async def scenario() -> list[Any]:
+        head = asyncio.ensure_future(db.write_grouped(hold))
+        while not started.is_set():
+            await asyncio.sleep(0.005)
+        batch = [
+            asyncio.ensure_future(db.write_grouped(_writer(merchant.id, kind, tag)))
+            for kind, tag in [("test.fail_alone", "a"), ("test.fail_alone", "b")]
+        ]
+        batch.insert(1, asyncio.ensure_future(db.write_grouped(broken)))
+        await asyncio.sleep(0.05)
+        release.set()
+        return await asyncio.gather(head, *batch, return_exceptions=True)
+
+    head, first, failed, second = asyncio.run(scenario())
+
+    assert head.startswith("hold:") and first.startswith("a:") and second.startswith("b:")
+    assert isinstance(failed, ValueError) and str(failed) == "this unit is refused"
+    with db.read() as session:
+        tags = sorted(
+            e.data["tag"]
+            for e in session.scalars(
+                select(Event).where(
+                    Event.merchant_id == merchant.id, Event.type == "test.fail_alone"
+                )
+            )
+        )
+    # The broken unit's event rolled back with it; its neighbours' were committed.
+    assert tags == ["a", "b", "hold"]
+    if backend == "sqlite":  # the lone first unit, the failed batch of three, each alone
+        assert len(write_calls) == 5
+
+
+def test_a_failed_commit_reaches_every_caller_and_stores_nothing(
+    db: Database, merchants: MerchantFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    merchant = merchants.create()
+    original = db.write
+
+    class CommitFails(AbstractContextManager[Session]):
+        def __enter__(self) -> Session:
+            self.inner = original()
+            return self.inner.__enter__()
+
+        def __exit__(self, *exc: Any) -> None:
+            # The disk is full, say: the transaction cannot commit and rolls back.
+            self.inner.__exit__(RuntimeError, RuntimeError("commit failed"), None)
+            raise RuntimeError("commit failed")
+
+    monkeypatch.setattr(db, "write", CommitFails)
+
+    async def scenario() -> list[Any]:
+        units = [_writer(merchant.id, "test.commit_fails", f"u{n}") for n in range(5)]
+        return await asyncio.gather(
+            *(db.write_grouped(unit) for unit in units), return_exceptions=True
+        )
+
+    outcomes = asyncio.run(scenario())
+
+    assert all(isinstance(o, RuntimeError) and str(o) == "commit failed" for o in outcomes)
+    assert _count(db, merchant.id, "test.commit_fails") == 0
+
+
+def test_the_writer_stops_when_closed_and_starts_again(
+    db: Database, merchants: MerchantFactory
+) -> None:
+    merchant = merchants.create()
+    work = _writer(merchant.id, "test.restart", "x")
+    assert asyncio.run(db.write_grouped(work)).startswith("x:")
+    db.dispose()
+    assert not [t for t in threading.enumerate() if t.name == "quittance-group-commit"]
+    assert asyncio.run(db.write_grouped(work)).startswith("x:")
+    assert _count(db, merchant.id, "test.restart") == 2
