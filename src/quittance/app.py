@@ -13,6 +13,7 @@ from quittance.errors import install_handlers
 from quittance.event import endpoints as event_endpoints
 from quittance.fulfilment import endpoints as fulfilment_endpoints
 from quittance.invoice import endpoints as invoice_endpoints
+from quittance.invoice.fast_lane import CreateInvoiceLane
 from quittance.ledger import endpoints as ledger_endpoints
 from quittance.merchant import endpoints as merchant_endpoints
 from quittance.payment import config_endpoints as payment_config_endpoints
@@ -44,7 +45,12 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.db = db or Database(settings.database_url)
     app.state.key_cache = KeyCache()
     install_handlers(app)
-    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
+    fast_lanes = {("POST", "/v1/invoices"): CreateInvoiceLane(app.state)}
+    app.add_middleware(
+        RequestMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        fast_lanes=fast_lanes if settings.fast_lane else None,
+    )
     app.include_router(meta.router)
     app.include_router(invoice_endpoints.router)
     app.include_router(invoice_endpoints.test_helpers)

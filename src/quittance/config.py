@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     # Whether `serve` runs the background worker in the same process.
     embedded_worker: bool = True
     log_level: str = "INFO"
+    # Serve the everyday `POST /v1/invoices` in its fast lane (see invoice/fast_lane.py);
+    # false sends every request through the framework's route.
+    fast_lane: bool = True
     # Webhooks. Hosts (names, addresses or networks such as 10.0.0.0/8) that endpoints may
     # target although they are private or loopback; comma-separated in the environment.
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = []

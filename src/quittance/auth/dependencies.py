@@ -68,6 +68,14 @@ def _digest(authorization: str | None) -> str:
     return hash_key(key)
 
 
+def digest_or_none(authorization: str | None) -> str | None:
+    """The key's digest, or None when the header is missing or malformed."""
+    try:
+        return _digest(authorization)
+    except Unauthorized:
+        return None
+
+
 def _lookup(db: Database, cache: KeyCache, digest: str) -> Caller:
     with db.read() as session:
         row = session.execute(

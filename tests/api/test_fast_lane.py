@@ -1,0 +1,217 @@
+"""The fast lane of POST /v1/invoices serves what the route would, and only that.
+
+Each test records what the lane did with each request (served it, or passed it on to the
+FastAPI route), and compares its answers and stored rows with the route's own, taken from an
+app whose lane is switched off (`QUITTANCE_FAST_LANE=false`).
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from quittance.app import create_app
+from quittance.config import Settings
+from quittance.db.uow import Database
+from quittance.invoice.fast_lane import CreateInvoiceLane
+from quittance.merchant.service import create_api_key
+from quittance.models import Event, Invoice, InvoiceLineItem, WebhookDelivery
+from tests.api.helpers import assert_problem, unchanged
+from tests.factories import Api, MerchantFactory
+
+# Differ between any two invoices, whichever path made them.
+_VARYING = {"id", "created_at", "updated_at", "finalized_at", "expires_at", "redirect_url"}
+_VARYING_COLUMNS = (_VARYING - {"redirect_url"}) | {"pay_token", "search_text"}
+
+BODIES: list[dict[str, Any]] = [
+    {"amount": 1999, "currency": "EUR"},
+    {
+        "amount": 250_000,
+        "currency": "jpy",
+        "reference": "order-7",
+        "description": "Tea",
+        "customer": {"email": "ada@example.com", "name": "Ada", "country": "de"},
+        "return_url": "https://shop.example/back?status={status}",
+        "lifetime": 3600,
+        "attempts_limit": 2,
+        "metadata": {"order": "7"},
+    },
+    {
+        "currency": "KWD",
+        "line_items": [
+            {"description": "Dates", "quantity": 3, "unit_amount": 1234, "tax_rate": "7.5"},
+            {"description": "Coffee", "unit_amount": 999},
+        ],
+    },
+    {"amount": 500, "currency": "EUR", "status": "draft"},
+]
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
+    """Whether the lane served each request it was offered (False: the route answered)."""
+    outcomes: list[bool] = []
+    original = CreateInvoiceLane.__call__
+
+    async def recording(self: CreateInvoiceLane, *args: Any) -> bool:
+        outcome = await original(self, *args)
+        outcomes.append(outcome)
+        return outcome
+
+    monkeypatch.setattr(CreateInvoiceLane, "__call__", recording)
+    yield outcomes
+
+
+@pytest.fixture(scope="module")
+def route_only(settings: Settings, db: Database) -> Iterator[TestClient]:
+    """The same app with the lane switched off: every create takes the FastAPI route."""
+    app = create_app(settings.model_copy(update={"fast_lane": False}), db)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def _comparable(document: dict[str, Any]) -> dict[str, Any]:
+    kept = {k: v for k, v in document.items() if k not in _VARYING}
+    kept["line_items"] = [{k: v for k, v in li.items() if k != "id"} for li in kept["line_items"]]
+    return kept
+
+
+def _stored(db: Database, invoice_id: str) -> dict[str, Any]:
+    """The invoice's rows as stored, without what differs between any two invoices."""
+    with db.read() as session:
+        invoice = session.get(Invoice, invoice_id)
+        assert invoice is not None
+        row = {
+            c.key: getattr(invoice, c.key)
+            for c in Invoice.__mapper__.column_attrs
+            if c.key not in _VARYING_COLUMNS
+        }
+        lines = [
+            {
+                c.key: getattr(li, c.key)
+                for c in InvoiceLineItem.__mapper__.column_attrs
+                if c.key not in {"id", "invoice_id"}
+            }
+            for li in session.scalars(
+                select(InvoiceLineItem)
+                .where(InvoiceLineItem.invoice_id == invoice_id)
+                .order_by(InvoiceLineItem.position)
+            )
+        ]
+        event_rows = session.scalars(select(Event).where(Event.invoice_id == invoice_id)).all()
+        event_list = [
+            (e.type, e.previous_status, e.status, e.trigger, _comparable(e.data["object"]))
+            for e in event_rows
+        ]
+        deliveries = session.scalars(
+            select(WebhookDelivery.endpoint_id).where(
+                WebhookDelivery.event_id.in_([e.id for e in event_rows])
+            )
+        ).all()
+    return {"invoice": row, "lines": lines, "events": event_list, "deliveries": deliveries}
+
+
+@pytest.mark.parametrize("body", BODIES, ids=["amount", "everything", "line_items", "draft"])
+def test_the_lane_answers_and_stores_what_the_route_does(
+    api: Api, route_only: TestClient, db: Database, served: list[bool], body: dict[str, Any]
+) -> None:
+    hook = api.post("/v1/webhook_endpoints", json={"url": "https://hooks.example/q"})
+    assert hook.status_code == 201, hook.text
+    via_route = route_only.post("/v1/invoices", json=body, headers=api._headers(None))
+    assert via_route.status_code == 201, via_route.text
+    via_lane = api.post("/v1/invoices", json=body)
+    assert via_lane.status_code == 201, via_lane.text
+
+    assert served == [True]  # the route-only app has no lane; this app's lane served
+    assert via_lane.headers["content-type"] == via_route.headers["content-type"]
+    assert via_lane.headers["x-request-id"].startswith("req_")
+    assert _comparable(via_lane.json()) == _comparable(via_route.json())
+    lane_rows = _stored(db, via_lane.json()["id"])
+    assert lane_rows == _stored(db, via_route.json()["id"])
+    assert lane_rows["deliveries"] == [hook.json()["id"]]  # the outbox row is written too
+    assert via_lane.json()["redirect_url"] != via_route.json()["redirect_url"]
+
+
+def test_a_key_the_cache_does_not_know_takes_the_route_first(
+    client: TestClient, merchants: MerchantFactory, served: list[bool]
+) -> None:
+    api = Api(client, merchants.create())  # a brand-new key: not in the cache yet
+    first = api.post("/v1/invoices", json={"amount": 100, "currency": "EUR"})
+    second = api.post("/v1/invoices", json={"amount": 100, "currency": "EUR"})
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert served == [False, True]
+
+
+def test_what_the_lane_passes_on_is_answered_by_the_route(
+    api: Api, db: Database, served: list[bool]
+) -> None:
+    api.create_invoice()  # the key is now cached
+    served.clear()
+    with db.write() as session:
+        _, publishable = create_api_key(session, api.merchant.id, livemode=False, publishable=True)
+    customer = api.post("/v1/customers", json={"email": "grace@example.com"}).json()["id"]
+
+    with unchanged(db, api.merchant.id):
+        bad_json = api.client.post(
+            "/v1/invoices",
+            content=b'{"amount": 1',
+            headers={**api._headers(None), "Content-Type": "application/json"},
+        )
+        assert_problem(bad_json, 400, "invalid_json")
+        assert_problem(api.post("/v1/invoices", json={"amount": 1}), 422, "field_required")
+        assert_problem(
+            api.post("/v1/invoices", json={"amount": 1, "currency": "EUR", "extra": 1}),
+            422,
+            "unknown_field",
+        )
+        assert_problem(
+            api.client.post(
+                "/v1/invoices",
+                json={"amount": 1, "currency": "EUR"},
+                headers={"Authorization": f"Bearer {publishable}"},
+            ),
+            401,
+            "secret_key_required",
+        )
+        assert_problem(
+            api.client.post(
+                "/v1/invoices",
+                json={"amount": 1, "currency": "EUR"},
+                headers={"Authorization": "Bearer qk_test_" + "x" * 40},
+            ),
+            401,
+            "invalid_api_key",
+        )
+    assert served == [False] * 5
+
+    saved = api.post("/v1/invoices", json={"amount": 1, "currency": "EUR", "customer": customer})
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["customer"]["email"] == "grace@example.com"
+    keyed = api.post(
+        "/v1/invoices", json={"amount": 1, "currency": "EUR"}, headers={"Idempotency-Key": "k-1"}
+    )
+    replay = api.post(
+        "/v1/invoices", json={"amount": 1, "currency": "EUR"}, headers={"Idempotency-Key": "k-1"}
+    )
+    assert keyed.status_code == replay.status_code == 201
+    assert replay.content == keyed.content and replay.headers["idempotent-replayed"] == "true"
+    assert served == [False] * 8
+
+
+def test_a_business_refusal_in_the_lane_is_the_routes_and_stores_nothing(
+    api: Api, route_only: TestClient, db: Database, served: list[bool]
+) -> None:
+    api.create_invoice()
+    served.clear()
+    free = {"currency": "EUR", "line_items": [{"description": "Gift", "unit_amount": 0}]}
+    with unchanged(db, api.merchant.id):
+        via_lane = api.post("/v1/invoices", json=free)
+        via_route = route_only.post("/v1/invoices", json=free, headers=api._headers(None))
+    assert served == [True]
+    body = assert_problem(via_lane, 422, "amount_not_positive")
+    expected = via_route.json()
+    assert {k: v for k, v in body.items() if k != "request_id"} == {
+        k: v for k, v in expected.items() if k != "request_id"
+    }
