@@ -11,6 +11,7 @@ def now() -> datetime:
 
 def isoformat(value: datetime) -> str:
     """Render a UTC datetime as RFC 3339 with milliseconds and a `Z`."""
-    return (
-        value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    )
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    # `isoformat` is several times cheaper than `strftime`, and it is on every rendered document.
+    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from quittance.app import create_app
 from quittance.config import Settings
 from quittance.db.uow import Database
 from quittance.invoice.fast_lane import CreateInvoiceLane
 from quittance.merchant.service import create_api_key
-from quittance.models import Event, Invoice, InvoiceLineItem, WebhookDelivery
+from quittance.models import Event, Invoice, InvoiceLineItem, WebhookDelivery, WebhookEndpoint
 from tests.api.helpers import assert_problem, unchanged
 from tests.factories import Api, MerchantFactory
 
@@ -113,12 +113,30 @@ def _stored(db: Database, invoice_id: str) -> dict[str, Any]:
     return {"invoice": row, "lines": lines, "events": event_list, "deliveries": deliveries}
 
 
+@pytest.fixture
+def hook(api: Api, db: Database) -> Iterator[dict[str, Any]]:
+    """An enabled webhook endpoint; its deliveries are removed afterwards, so the webhook
+    tests' dispatcher (same database) never sees them."""
+    response = api.post("/v1/webhook_endpoints", json={"url": "https://hooks.example/q"})
+    assert response.status_code == 201, response.text
+    endpoint = dict(response.json())
+    yield endpoint
+    with db.write() as session:
+        session.execute(
+            delete(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint["id"])
+        )
+        session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == endpoint["id"]))
+
+
 @pytest.mark.parametrize("body", BODIES, ids=["amount", "everything", "line_items", "draft"])
 def test_the_lane_answers_and_stores_what_the_route_does(
-    api: Api, route_only: TestClient, db: Database, served: list[bool], body: dict[str, Any]
+    api: Api,
+    route_only: TestClient,
+    db: Database,
+    served: list[bool],
+    hook: dict[str, Any],
+    body: dict[str, Any],
 ) -> None:
-    hook = api.post("/v1/webhook_endpoints", json={"url": "https://hooks.example/q"})
-    assert hook.status_code == 201, hook.text
     via_route = route_only.post("/v1/invoices", json=body, headers=api._headers(None))
     assert via_route.status_code == 201, via_route.text
     via_lane = api.post("/v1/invoices", json=body)
@@ -130,7 +148,7 @@ def test_the_lane_answers_and_stores_what_the_route_does(
     assert _comparable(via_lane.json()) == _comparable(via_route.json())
     lane_rows = _stored(db, via_lane.json()["id"])
     assert lane_rows == _stored(db, via_route.json()["id"])
-    assert lane_rows["deliveries"] == [hook.json()["id"]]  # the outbox row is written too
+    assert lane_rows["deliveries"] == [hook["id"]]  # the outbox row is written too
     assert via_lane.json()["redirect_url"] != via_route.json()["redirect_url"]
 
 

@@ -48,23 +48,36 @@ class GroupCommit:
         self._db = db
         self.writers = writers
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        # The queue carries lists: what one turn of an event loop handed over at once.
+        self._queue: queue.SimpleQueue[list[_Item] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()
+        # Units collected during the current turn of each event loop (touched by its own loop
+        # only), handed to the writers in one go at the end of the turn: one wake-up of a
+        # writer thread per turn instead of one per request.
+        self._collecting: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
 
     async def run(self, work: Work) -> Any:
         """Run `work(session)` in a batch; return its result once the batch has committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        collected = self._collecting.get(loop)
+        if collected is None:
+            collected = self._collecting[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        collected.append((work, loop, future))
+        return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        items = self._collecting.pop(loop)
         with self._lock:
-            self._queue.put((work, loop, future))
+            self._queue.put(items)
             if len(self._threads) < self.writers:
                 thread = threading.Thread(
                     target=self._serve, name="quittance-group-commit", daemon=True
                 )
                 self._threads.add(thread)
                 thread.start()
-        return await future
 
     def close(self) -> None:
         """Let the threads finish what is queued and stop (they start again if work comes)."""
@@ -81,14 +94,14 @@ class GroupCommit:
                 first = self._queue.get(timeout=IDLE_SECONDS)
             except queue.Empty:
                 first = None
-            batch: list[_Item] = [] if first is None else [first]
+            batch: list[_Item] = [] if first is None else first
             while len(batch) < self.max_batch:
                 try:
-                    item = self._queue.get_nowait()
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is not None:
-                    batch.append(item)
+                if more is not None:
+                    batch.extend(more)
             if batch:
                 self._execute(batch)
                 continue

@@ -44,8 +44,7 @@ async def create_invoice(
 
     def handle(session: Any) -> tuple[int, dict[str, Any]]:
         # Safe to run again after a rollback: every run makes a new invoice with new ids.
-        invoice = service.create_invoice(session, run.caller, body, settings.public_base_url)
-        return 201, render_invoice(invoice, settings.public_base_url)
+        return 201, service.create_invoice(session, run.caller, body, settings.public_base_url)
 
     return await run.run_grouped(handle)
 

@@ -29,7 +29,7 @@ from quittance.db.uow import Database
 from quittance.domain.errors import QuittanceError
 from quittance.errors import error_body, problem_response
 from quittance.invoice import service
-from quittance.invoice.schemas import InvoiceCreate, render_invoice
+from quittance.invoice.schemas import InvoiceCreate
 
 
 class CreateInvoiceLane:
@@ -75,7 +75,6 @@ def _handler(caller: Caller, data: InvoiceCreate, settings: Settings) -> Any:
 
     def handle(session: Any) -> dict[str, Any]:
         # Safe to run again after a rollback: every run makes a new invoice with new ids.
-        invoice = service.create_invoice(session, caller, data, base_url)
-        return render_invoice(invoice, base_url)
+        return service.create_invoice(session, caller, data, base_url)
 
     return handle

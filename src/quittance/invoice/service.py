@@ -124,10 +124,12 @@ def _customer_fields(
     }
 
 
-def create_invoice(session: Session, caller: Caller, data: InvoiceCreate, base_url: str) -> Invoice:
+def create_invoice(
+    session: Session, caller: Caller, data: InvoiceCreate, base_url: str
+) -> dict[str, Any]:
     """Create an invoice (or a draft) with the merchant's default lifetime and attempts.
 
-    The returned object is not in the session: read it, do not change it.
+    Return its API document, the one its `invoice.created` event carries.
     """
     customer = _customer_fields(session, caller, data.customer)
     options = options_snapshot(session, caller.merchant_id, caller.livemode)
@@ -172,6 +174,7 @@ def create_invoice(session: Session, caller: Caller, data: InvoiceCreate, base_u
     insert_rows(session, list(built))
     row = apply_transition(None, Status(invoice.status),
                            Trigger.CREATE_DRAFT if draft else Trigger.CREATE)  # fmt: skip
+    document = render_invoice(invoice, base_url)
     events.record(
         session,
         merchant_id=invoice.merchant_id,
@@ -181,9 +184,9 @@ def create_invoice(session: Session, caller: Caller, data: InvoiceCreate, base_u
         previous_status=None,
         status=invoice.status,
         trigger=row.trigger.value,
-        data={"object": render_invoice(invoice, base_url)},
+        data={"object": document},
     )
-    return invoice
+    return document
 
 
 def load_for_change(session: Session, caller: Caller, invoice_id: str, base_url: str) -> Invoice:
