@@ -7,6 +7,9 @@ runs them one after the other in one `Database.write()` (the same unit of work a
 else: the SQLite write lock, `BEGIN IMMEDIATE`, after-commit callbacks) and commits once. Each
 caller resumes only after that commit, so nothing is answered before it is durable.
 
+Rows a unit appends with `db.rows.insert_rows` are held back and sent at the end of the batch,
+one `executemany` per table (parents first), so a unit cannot read back what it inserts.
+
 If any unit of the batch raises, the whole transaction rolls back and each unit is run again
 alone, in its own transaction, so a failure stays with the request that caused it. Units must
 therefore be safe to run again after a rollback (they read and write only the database, and
@@ -23,6 +26,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
+
+from quittance.db.rows import defer_inserts, flush_deferred
 
 if TYPE_CHECKING:
     from quittance.db.uow import Database
@@ -133,7 +138,11 @@ class GroupCommit:
 
     def _commit(self, works: list[Work]) -> list[Any]:
         with self._db.write() as session:
-            return [work(session) for work in works]
+            # The units' appended rows go out together: one statement per table per batch.
+            defer_inserts(session)
+            results = [work(session) for work in works]
+            flush_deferred(session)
+            return results
 
 
 def _settle(settled: list[tuple["asyncio.Future[Any]", bool, Any]]) -> None:

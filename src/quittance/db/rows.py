@@ -10,11 +10,12 @@ compilation, no cache-key lookup and no result object. The object stays outside 
 """
 
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Dialect, Table, inspect
+from sqlalchemy import Connection, Dialect, Table, inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session
 
@@ -23,6 +24,7 @@ from quittance.db.base import Base
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
+    table: str
     sql: str
     # (attribute, scalar default, bind processor) per column, in the statement's order.
     columns: tuple[tuple[str, Any, Callable[[Any], Any] | None], ...]
@@ -52,7 +54,7 @@ def _plan(cls: type[Base], dialect: Dialect) -> _Plan:
             f"INSERT INTO {preparer.format_table(table)} ({', '.join(names)}) "
             f"VALUES ({', '.join([mark] * len(names))})"
         )
-        plan = _plans[key] = _Plan(sql, tuple(columns))
+        plan = _plans[key] = _Plan(table.name, sql, tuple(columns))
     return plan
 
 
@@ -69,13 +71,51 @@ def values(obj: Base, plan: _Plan) -> tuple[Any, ...]:
     return tuple(row)
 
 
+# Key in `session.info` of the rows held back by `defer_inserts`, per plan.
+_DEFERRED = "quittance_deferred_rows"
+
+
+@functools.cache
+def _table_order() -> dict[str, int]:
+    return {table.name: n for n, table in enumerate(Base.metadata.sorted_tables)}
+
+
+def defer_inserts(session: Session) -> None:
+    """Hold back `insert_rows` in this session until `flush_deferred` sends them together.
+
+    For a batch of units of work (`db/batch.py`): one `executemany` per table instead of one
+    statement per row. Reads in the meantime do not see the held-back rows.
+    """
+    session.info[_DEFERRED] = {}
+
+
+def flush_deferred(session: Session) -> None:
+    """Send the held-back rows, parents before children (the tables' dependency order)."""
+    deferred: dict[_Plan, list[tuple[Any, ...]]] | None = session.info.pop(_DEFERRED, None)
+    if not deferred:
+        return
+    connection = session.connection()
+    order = _table_order()
+    for plan in sorted(deferred, key=lambda p: order[p.table]):
+        _execute(connection, plan, deferred[plan])
+
+
 def insert_rows(session: Session, objects: list[Base]) -> None:
-    """INSERT transient objects of one class now, in the session's transaction."""
+    """INSERT transient objects of one class now (or, deferred, at `flush_deferred`), in the
+    session's transaction."""
     if not objects:
         return
     connection = session.connection()
     plan = _plan(type(objects[0]), connection.dialect)
     rows = [values(obj, plan) for obj in objects]
+    deferred: dict[_Plan, list[tuple[Any, ...]]] | None = session.info.get(_DEFERRED)
+    if deferred is not None:
+        deferred.setdefault(plan, []).extend(rows)
+        return
+    _execute(connection, plan, rows)
+
+
+def _execute(connection: Connection, plan: _Plan, rows: list[tuple[Any, ...]]) -> None:
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
     cursor = dbapi_connection.cursor()
