@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from quittance.api.context import current_request_id, set_request_id
 from quittance.db.uow import Database
 from quittance.event import service as events
 from quittance.models import Event
@@ -175,3 +176,14 @@ def test_the_writer_stops_when_closed_and_starts_again(
     assert not [t for t in threading.enumerate() if t.name == "quittance-group-commit"]
     assert asyncio.run(db.write_grouped(work)).startswith("x:")
     assert _count(db, merchant.id, "test.restart") == 2
+
+
+def test_a_unit_runs_in_its_callers_context(db: Database) -> None:
+    async def one(request_id: str) -> str:
+        set_request_id(request_id)  # each task has its own context, as each request does
+        return str(await db.write_grouped(lambda _session: current_request_id()))
+
+    async def scenario() -> list[str]:
+        return list(await asyncio.gather(*(one(f"req_{n}") for n in range(5))))
+
+    assert asyncio.run(scenario()) == [f"req_{n}" for n in range(5)]

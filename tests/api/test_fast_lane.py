@@ -207,15 +207,47 @@ def test_what_the_lane_passes_on_is_answered_by_the_route(
     saved = api.post("/v1/invoices", json={"amount": 1, "currency": "EUR", "customer": customer})
     assert saved.status_code == 201, saved.text
     assert saved.json()["customer"]["email"] == "grace@example.com"
-    keyed = api.post(
-        "/v1/invoices", json={"amount": 1, "currency": "EUR"}, headers={"Idempotency-Key": "k-1"}
+    bad_key = api.post(
+        "/v1/invoices", json={"amount": 1, "currency": "EUR"}, headers={"Idempotency-Key": "a b"}
     )
-    replay = api.post(
-        "/v1/invoices", json={"amount": 1, "currency": "EUR"}, headers={"Idempotency-Key": "k-1"}
-    )
-    assert keyed.status_code == replay.status_code == 201
-    assert replay.content == keyed.content and replay.headers["idempotent-replayed"] == "true"
-    assert served == [False] * 8
+    assert_problem(bad_key, 400, "idempotency_key_invalid")
+    assert served == [False] * 7
+
+
+def test_an_idempotency_key_is_claimed_stored_and_replayed_the_same_in_both(
+    api: Api, db: Database, served: list[bool]
+) -> None:
+    fresh = Api(api.client, api.merchant)
+    body = {"amount": 4200, "currency": "EUR", "reference": "keyed"}
+    # The key is new to the cache: the route answers the first request ...
+    first = fresh.post("/v1/invoices", json=body, headers={"Idempotency-Key": "lane-1"})
+    assert first.status_code == 201, first.text
+    # ... and the lane replays it, byte for byte, and refuses another body under the same key.
+    replay = fresh.post("/v1/invoices", json=body, headers={"Idempotency-Key": "lane-1"})
+    with unchanged(db, api.merchant.id):
+        reused = fresh.post(
+            "/v1/invoices",
+            json={**body, "amount": 4201},
+            headers={"Idempotency-Key": "lane-1"},
+        )
+    # A new key through the lane: claimed, then stored with the answer.
+    second = fresh.post("/v1/invoices", json=body, headers={"Idempotency-Key": "lane-2"})
+    again = fresh.post("/v1/invoices", json=body, headers={"Idempotency-Key": "lane-2"})
+
+    assert served == [False, True, True, True, True]
+    assert replay.status_code == 201 and replay.content == first.content
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert_problem(reused, 422, "idempotency_key_reused")
+    assert second.status_code == again.status_code == 201
+    assert again.content == second.content and second.json()["id"] != first.json()["id"]
+    assert "idempotent-replayed" not in second.headers
+    with db.read() as session:
+        made = session.scalars(
+            select(Invoice.id).where(
+                Invoice.merchant_id == api.merchant.id, Invoice.reference == "keyed"
+            )
+        ).all()
+    assert sorted(made) == sorted([first.json()["id"], second.json()["id"]])
 
 
 def test_a_business_refusal_in_the_lane_is_the_routes_and_stores_nothing(

@@ -19,6 +19,7 @@ request waits for nothing.
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import queue
 import threading
@@ -70,7 +71,14 @@ class GroupCommit:
         if collected is None:
             collected = self._collecting[loop] = []
             loop.call_soon(self._hand_over, loop)
-        collected.append((work, loop, future))
+        # In the caller's context (its request id, for errors and logs), as a worker thread
+        # would run it.
+        context = contextvars.copy_context()
+
+        def in_context(session: Session) -> Any:
+            return context.run(work, session)
+
+        collected.append((in_context, loop, future))
         return await future
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:

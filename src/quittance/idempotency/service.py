@@ -19,7 +19,6 @@ import orjson
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from quittance import clock
@@ -107,13 +106,45 @@ class IdempotentRequest:
             raise
 
     async def run_grouped(self, handler: Handler) -> Response:
-        """`run`, awaited on the event loop. Without a key the unit of work is committed
-        together with concurrent ones (`Database.write_grouped`), so `handler` must be safe to
-        run again after a rollback; with a key it runs as `run` does, in a worker thread."""
-        if self.key is not None:
-            return await run_in_threadpool(self.run, handler)
-        status, payload = await self.db.write_grouped(handler)
-        return json_response(status, dumps(payload))
+        """`run`, awaited on the event loop, each step committed together with concurrent
+        ones (`Database.write_grouped`): the claim of the key, then the work with its stored
+        answer. `handler` must be safe to run again after a rollback."""
+        if self.key is None:
+            status, payload = await self.db.write_grouped(handler)
+            return json_response(status, dumps(payload))
+        replay = await self._claim_grouped()
+        if replay is not None:
+            return replay
+
+        def work(session: Session) -> tuple[int, bytes]:
+            status, payload = handler(session)
+            body = dumps(payload)
+            self._store(session, status, body)
+            return status, body
+
+        try:
+            status, body = await self.db.write_grouped(work)
+            return json_response(status, body)
+        except QuittanceError as exc:
+            refusal, body = exc.status, error_body(exc)
+            await self.db.write_grouped(lambda session: self._store(session, refusal, body))
+            return problem_response(refusal, body)
+        except Exception:
+            # The work rolled back: release the key so the client may retry. (A cancelled
+            # request keeps it: its work may still commit, and then a retry replays it.)
+            await self.db.write_grouped(
+                lambda session: session.execute(delete(IdempotencyKey).where(*self._row_filter()))
+            )
+            raise
+
+    async def _claim_grouped(self) -> Response | None:
+        for _ in range(3):
+            try:
+                replay: Response | None = await self.db.write_grouped(self._claim_in)
+                return replay
+            except IntegrityError:
+                continue  # another request inserted the key first: read it on the next pass
+        raise IdempotencyKeyInUse("A request with this Idempotency-Key is in flight; retry later.")
 
     def run_steps(self, handler: StepsHandler) -> Response:
         """Run a handler that commits more than once; its response is stored at the end.

@@ -5,29 +5,30 @@ dependency solving, the exception and exit-stack middleware) costs more CPU than
 itself. `RequestMiddleware` hands this lane the request once it has checked the body's size and
 type. The lane serves it only when the regular route would certainly accept it:
 
-- no `Idempotency-Key` (those take the regular route, which claims and stores the key);
 - a secret key already in the key cache (a miss, a malformed or a publishable key goes on);
+- no `Idempotency-Key`, or a well-formed one (claimed, stored and replayed as on the route);
 - a JSON body that `InvoiceCreate` validates, without a saved customer's id (which needs a read).
 
 Anything else is passed on untouched to the FastAPI route, which answers it, errors included,
-exactly as before. What the lane serves runs the same `service.create_invoice` and renders the
-same document in a group-committed unit of work (`Database.write_grouped`); a business error
-is answered with the same problem document as the route's handler gives it.
+exactly as before. What the lane serves runs the same `IdempotentRequest.run_grouped` with the
+same handler as the route (`service.create_invoice`, group-committed); a business error is
+answered with the same problem document as the route's handler gives it.
 """
 
 import json
 from typing import Any
 
 from pydantic import ValidationError
-from starlette.datastructures import State
+from sqlalchemy.orm import Session
+from starlette.datastructures import URL, State
 from starlette.types import Receive, Scope, Send
 
-from quittance.api.responses import dumps, json_response
 from quittance.auth.dependencies import Caller, KeyCache, digest_or_none
 from quittance.config import Settings
 from quittance.db.uow import Database
 from quittance.domain.errors import QuittanceError
 from quittance.errors import error_body, problem_response
+from quittance.idempotency.service import Handler, IdempotentRequest, fingerprint, validate_key
 from quittance.invoice import service
 from quittance.invoice.schemas import InvoiceCreate
 
@@ -43,7 +44,9 @@ class CreateInvoiceLane:
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], body: bytes
     ) -> bool:
-        if "idempotency-key" in headers:
+        try:
+            key = validate_key(headers.get("idempotency-key"))
+        except QuittanceError:
             return False
         digest = digest_or_none(headers.get("authorization"))
         caller = self.keys.get(digest) if digest is not None else None
@@ -52,12 +55,20 @@ class CreateInvoiceLane:
         data = _valid_body(body)
         if data is None or isinstance(data.customer, str):
             return False
+        path = URL(scope=scope).path  # as the route's dependency reads it, for the fingerprint
+        run = IdempotentRequest(
+            db=self.db,
+            caller=caller,
+            key=key,
+            method="POST",
+            path=path,
+            fingerprint=fingerprint("POST", path, body) if key is not None else "",
+        )
         try:
-            payload = await self.db.write_grouped(_handler(caller, data, self.settings))
+            response = await run.run_grouped(_handler(caller, data, self.settings))
         except QuittanceError as exc:
-            await problem_response(exc.status, error_body(exc))(scope, receive, send)
-            return True
-        await json_response(201, dumps(payload))(scope, receive, send)
+            response = problem_response(exc.status, error_body(exc))
+        await response(scope, receive, send)
         return True
 
 
@@ -70,11 +81,11 @@ def _valid_body(body: bytes) -> InvoiceCreate | None:
         return None
 
 
-def _handler(caller: Caller, data: InvoiceCreate, settings: Settings) -> Any:
+def _handler(caller: Caller, data: InvoiceCreate, settings: Settings) -> Handler:
     base_url = settings.public_base_url
 
-    def handle(session: Any) -> dict[str, Any]:
+    def handle(session: Session) -> tuple[int, dict[str, Any]]:
         # Safe to run again after a rollback: every run makes a new invoice with new ids.
-        return service.create_invoice(session, caller, data, base_url)
+        return 201, service.create_invoice(session, caller, data, base_url)
 
     return handle
