@@ -1,12 +1,16 @@
 """Which methods a merchant accepts, with what limits, through which provider connections."""
 
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from quittance import clock
+from quittance.db.uow import after_commit
 from quittance.domain.errors import QuittanceError
 from quittance.domain.ids import new_id
 from quittance.models import Invoice, MethodConfig, ProviderConnection
@@ -78,7 +82,7 @@ class Unavailable:
     message: str
 
 
-def unavailability(config: MethodConfig | None, invoice: Invoice, amount: int,
+def unavailability(config: "MethodConfig | MethodRouting | None", invoice: Invoice, amount: int,
                    country: str | None) -> Unavailable | None:  # fmt: skip
     """Say why a method cannot pay this invoice (code and sentence), or None when it can."""
     if config is None or not config.enabled:
@@ -113,8 +117,8 @@ def unavailability(config: MethodConfig | None, invoice: Invoice, amount: int,
     return None
 
 
-def unavailable_reason(config: MethodConfig | None, invoice: Invoice, amount: int,
-                       country: str | None) -> str | None:  # fmt: skip
+def unavailable_reason(config: "MethodConfig | MethodRouting | None", invoice: Invoice,
+                       amount: int, country: str | None) -> str | None:  # fmt: skip
     """Say why a method cannot pay this invoice, or None when it can."""
     found = unavailability(config, invoice, amount, country)
     return None if found is None else found.message
@@ -150,3 +154,100 @@ def routes(session: Session, config: MethodConfig) -> list[Route]:
         for cid in config.connection_ids
         if cid in rows
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class MethodRouting:
+    """A method's settings and its enabled routes, copied out of the session (and cached)."""
+
+    enabled: bool
+    min_amount: int | None
+    max_amount: int | None
+    countries: tuple[str, ...] | None
+    currencies: tuple[str, ...] | None
+    connection_ids: tuple[str, ...]
+    routes: tuple[Route, ...]
+
+
+class _RoutingCache:
+    """Method routings per merchant, mode and method, so the pay path reads no settings rows.
+
+    Any change to a method's settings or a connection made through this process forgets the
+    merchant's routings when it is flushed and again once committed (see `_forget_routing`),
+    and a value read before such a change is never stored after it (the generation check);
+    other processes see a change within `ttl` seconds, as with the payment options.
+    """
+
+    def __init__(self, ttl: float = 5.0, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self.generation = 0
+        self._entries: dict[tuple[str, bool, str], tuple[float, MethodRouting]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, bool, str]) -> MethodRouting | None:
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None and entry[0] > time.monotonic() else None
+
+    def put(self, key: tuple[str, bool, str], value: MethodRouting, generation: int) -> None:
+        with self._lock:
+            if generation != self.generation:
+                return  # something changed while it was being read
+            if len(self._entries) >= self.size:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic() + self.ttl, value)
+
+    def forget(self, merchant_id: str, livemode: bool) -> None:
+        with self._lock:
+            self.generation += 1
+            for method in METHODS:
+                self._entries.pop((merchant_id, livemode, method), None)
+
+
+_routing = _RoutingCache()
+# Key in `session.info`: this unit of work has written routing rows.
+_CHANGED = "quittance_routing_changed"
+
+
+def method_routing(
+    session: Session, merchant_id: str, livemode: bool, method: str
+) -> MethodRouting | None:
+    """A method's settings and enabled routes (None: the method was never configured)."""
+    key = (merchant_id, livemode, method)
+    cached = _routing.get(key)
+    if cached is not None:
+        return cached
+    generation = _routing.generation
+    config = session.get(MethodConfig, key)
+    if config is None:
+        return None
+    value = MethodRouting(
+        config.enabled, config.min_amount, config.max_amount,
+        None if config.countries is None else tuple(config.countries),
+        None if config.currencies is None else tuple(config.currencies),
+        tuple(config.connection_ids), tuple(routes(session, config)),
+    )  # fmt: skip
+    if _CHANGED not in session.info:  # never cache what this transaction has not committed
+        _routing.put(key, value, generation)
+    return value
+
+
+def forget_routing(merchant_id: str, livemode: bool) -> None:
+    """Drop the cached routings of a merchant and mode."""
+    _routing.forget(merchant_id, livemode)
+
+
+@sa_event.listens_for(MethodConfig, "after_insert")
+@sa_event.listens_for(MethodConfig, "after_update")
+@sa_event.listens_for(MethodConfig, "after_delete")
+@sa_event.listens_for(ProviderConnection, "after_insert")
+@sa_event.listens_for(ProviderConnection, "after_update")
+@sa_event.listens_for(ProviderConnection, "after_delete")
+def _forget_routing(_mapper: object, _connection: object, target: Any) -> None:
+    """A routing row was written: forget the merchant's routings now and once committed."""
+    merchant_id, livemode = target.merchant_id, target.livemode
+    _routing.forget(merchant_id, livemode)
+    session = object_session(target)
+    if session is not None:
+        session.info[_CHANGED] = True
+        after_commit(session, lambda: _routing.forget(merchant_id, livemode))

@@ -8,18 +8,20 @@
    provider what happened to the payment and finishes the attempt (`payment/tasks.py`).
 """
 
+import enum
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from quittance import clock
 from quittance.auth.dependencies import Caller
 from quittance.config import Settings
+from quittance.db.rows import insert_rows
 from quittance.domain.errors import Conflict, NotFound, QuittanceError
 from quittance.domain.exchange import ExchangeRate, convert, received_value
 from quittance.domain.fees import FeeSchedule, Received, Terms, advance, charge, commission
@@ -32,17 +34,18 @@ from quittance.invoice.schemas import render_invoice
 from quittance.invoice.service import change_status, load_for_change
 from quittance.ledger.service import post_capture
 from quittance.merchant.service import options_snapshot
-from quittance.models import Customer, Invoice, MethodConfig, Payment, PaymentMethod
+from quittance.models import Customer, Invoice, Payment, PaymentMethod
 from quittance.payment.options import payer_country
 from quittance.payment.routing import (
     PaymentMethodNotAvailable,
     Route,
     ensure_defaults,
-    routes,
+    method_routing,
     unavailable_reason,
 )
 from quittance.payment.schemas import PayRequest, render_payment
-from quittance.payment_method.service import create_payment_method, get_payment_method
+from quittance.payment.writes import detach, write_back
+from quittance.payment_method.service import get_payment_method, new_payment_method
 from quittance.pricing.repository import fee_schedule
 from quittance.pricing.service import rate_for
 from quittance.providers.base import Outcome, PaymentRequest, PaymentResult, ProviderError
@@ -85,6 +88,16 @@ class Attempt:
     token: str | None
     descriptor: str
     routes: tuple[Route, ...]
+    # The method's fee schedule in the invoice's currency as the attempt read it: the answer
+    # of this same request prices its money with it instead of reading it again.
+    schedule: FeeSchedule | None
+
+
+class _Unread(enum.Enum):
+    UNREAD = enum.auto()
+
+
+UNREAD: Final = _Unread.UNREAD  # `apply_result`: read the fee schedule in force now
 
 
 @dataclass(slots=True)
@@ -124,15 +137,17 @@ def start_attempt(
         raise InvoiceNotPayable(
             f"An invoice that is {invoice.status} cannot be paid.", invoice_status=invoice.status
         )
+    # Locked; its changes are written with one UPDATE at the end instead of an ORM flush.
+    detach(session, invoice)
     method = _payment_method(session, caller, invoice, body, settings)
-    config = session.get(MethodConfig, (caller.merchant_id, caller.livemode, method.type))
+    config = method_routing(session, caller.merchant_id, caller.livemode, method.type)
     if config is None:
         ensure_defaults(session, caller.merchant_id, caller.livemode)
-        config = session.get(MethodConfig, (caller.merchant_id, caller.livemode, method.type))
+        config = method_routing(session, caller.merchant_id, caller.livemode, method.type)
     due = invoice.amount - invoice.amount_paid
     country = payer_country(session, invoice, None, country_header).code
     reason = unavailable_reason(config, invoice, due, country)
-    chosen = routes(session, config) if config is not None and reason is None else []
+    chosen = list(config.routes) if config is not None and reason is None else []
     if reason is None and not chosen:
         reason = "No enabled provider connection is set up for this payment method."
     if reason is not None:
@@ -144,7 +159,9 @@ def start_attempt(
     )  # fmt: skip
     now = clock.now()
     attempt = 1 + int(
-        session.scalar(select(func.count()).where(Payment.invoice_id == invoice.id)) or 0
+        session.connection()
+        .execute(_ATTEMPTS, {"merchant_id": invoice.merchant_id, "invoice_id": invoice.id})
+        .scalar_one()
     )
     payment = Payment(
         id=new_id("pay"),
@@ -175,15 +192,30 @@ def start_attempt(
         created_at=now,
         updated_at=now,
     )
-    session.add(payment)
-    session.flush()
+    # Inserted through the driver (as create inserts invoices): a new attempt needs none of the
+    # unit of work's tracking; the object is only read from here on.
+    insert_rows(session, [payment])
     change_status(session, invoice, Status.PROCESSING, Trigger.ATTEMPT_START, base_url)
     _payment_event(session, payment, invoice, "payment.created", settings)
+    write_back(session, invoice)
     return Attempt(
         payment.id, caller.merchant_id, caller.livemode, invoice.id, price.payer_amount,
         price.payer_currency or invoice.currency, method.type, method.provider_token,
         descriptor(options.descriptor_template, options.merchant_name, invoice), tuple(chosen),
+        price.schedule,
     )  # fmt: skip
+
+
+# The attempts an invoice has had (a plain Core read: no autoflush, no ORM entities).
+_payments = Payment.__table__.c
+_ATTEMPTS = (
+    select(func.count())
+    .select_from(Payment.__table__)
+    .where(
+        _payments.merchant_id == bindparam("merchant_id"),
+        _payments.invoice_id == bindparam("invoice_id"),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +227,7 @@ class Price:
     payer_currency: str | None  # None: the invoice's currency
     payer_amount: int  # what the provider is asked for, in the payer's currency
     rate: ExchangeRate | None
+    schedule: FeeSchedule | None = None  # the schedule that priced it (None: no commission)
 
 
 def price_attempt(
@@ -215,13 +248,13 @@ def price_attempt(
                      include_commission=include_commission)  # fmt: skip
     on_top = charged.commission if include_commission else 0
     if payer_currency is None or payer_currency == invoice.currency:
-        return Price(charged.commission, on_top, None, due + on_top, None)
+        return Price(charged.commission, on_top, None, due + on_top, None, schedule)
     rate = rate_for(session, invoice.merchant_id, invoice.livemode, invoice.currency,
                     payer_currency)  # fmt: skip
     asked = convert(due + on_top, invoice.currency, payer_currency, rate).amount_to
     if on_top and asked == convert(due, invoice.currency, payer_currency, rate).amount_to:
         on_top = 0
-    return Price(charged.commission, on_top, payer_currency, asked, rate)
+    return Price(charged.commission, on_top, payer_currency, asked, rate, schedule)
 
 
 def _payment_method(
@@ -238,8 +271,8 @@ def _payment_method(
             )
         return method
     if chosen is not None:
-        method = create_payment_method(session, caller, chosen, settings)
-        session.flush()
+        method = new_payment_method(caller, chosen, settings)
+        insert_rows(session, [method])  # only read from here on
         return method
     if invoice.customer_id is None:
         raise PaymentMethodRequired(
@@ -296,12 +329,26 @@ def record_call(
     out, the outcome is unknown, not a failure: the payment stays pending and the worker asks
     the provider.
     """
-    payment, invoice = lock_payment(session, attempt.merchant_id, attempt.payment_id)
+    payment, invoice = lock_payment(
+        session, attempt.merchant_id, attempt.payment_id, invoice_id=attempt.invoice_id
+    )
+    # Both are locked; their changes are written with one UPDATE each instead of ORM flushes.
+    detach(session, invoice, payment)
+    _record(session, payment, invoice, call, settings, attempt.schedule)
+    write_back(session, invoice)
+    write_back(session, payment)
+    return payment, invoice
+
+
+def _record(
+    session: Session, payment: Payment, invoice: Invoice, call: CallOutcome, settings: Settings,
+    schedule: FeeSchedule | None,
+) -> None:  # fmt: skip
     result = call.result
     if payment.status not in OPEN:
         if result is not None and result.amount_received > payer_received(payment):
             apply_result(session, invoice, payment, result, settings)
-        return payment, invoice
+        return
     payment.routing = call.routing
     if call.route is not None:
         payment.provider = call.route.provider
@@ -316,37 +363,53 @@ def record_call(
             error = call.error or ProviderError("No provider connection answered.")
             result = PaymentResult(Outcome.DECLINED, "", error_code=error.code,
                                    error_message=error.message)  # fmt: skip
-    apply_result(session, invoice, payment, result, settings)
-    return payment, invoice
+    apply_result(session, invoice, payment, result, settings, schedule=schedule)
 
 
-def lock_payment(session: Session, merchant_id: str, payment_id: str) -> tuple[Payment, Invoice]:
-    """Lock an invoice and then its payment (always in that order, to avoid deadlocks)."""
-    invoice_id = session.scalar(
-        select(Payment.invoice_id).where(
-            Payment.id == payment_id, Payment.merchant_id == merchant_id
+def lock_payment(
+    session: Session, merchant_id: str, payment_id: str, *, invoice_id: str | None = None
+) -> tuple[Payment, Invoice]:
+    """Lock an invoice and then its payment (always in that order, to avoid deadlocks).
+
+    `invoice_id`, when the caller knows the payment's invoice, saves looking it up.
+    """
+    if invoice_id is None:
+        invoice_id = session.scalar(
+            select(Payment.invoice_id).where(
+                Payment.id == payment_id, Payment.merchant_id == merchant_id
+            )
         )
-    )
     if invoice_id is None:
         raise PaymentNotFound(f"No payment {payment_id!r} exists.")
     invoice = invoice_repository.lock(session, merchant_id, invoice_id)
     payment = session.scalars(
-        select(Payment)
-        .where(Payment.id == payment_id, Payment.merchant_id == merchant_id)
-        .with_for_update()
+        _LOCK_PAYMENT, {"payment_id": payment_id, "merchant_id": merchant_id}
     ).one()
     return payment, invoice
 
 
+# Built once: a statement built per call costs its construction and its cache key every time.
+_LOCK_PAYMENT = (
+    select(Payment)
+    .where(Payment.id == bindparam("payment_id"), Payment.merchant_id == bindparam("merchant_id"))
+    .with_for_update()
+)
+
+
 def apply_result(
     session: Session, invoice: Invoice, payment: Payment, result: PaymentResult,
-    settings: Settings,
+    settings: Settings, *, schedule: FeeSchedule | _Unread | None = UNREAD,
 ) -> None:  # fmt: skip
-    """Move a payment and its invoice to what the provider says; the one place that does."""
+    """Move a payment and its invoice to what the provider says; the one place that does.
+
+    `schedule` is the payment's fee schedule when the caller has just read it (the pay
+    request's own answer); otherwise the one in force now is read.
+    """
     now = clock.now()
     before = PaymentStatus(payment.status)
     first_answer = payment.provider_reference is None and bool(result.reference)
-    moved, received = receive(session, invoice, payment, result.amount_received)
+    moved, received = receive(session, invoice, payment, result.amount_received,
+                              schedule=schedule)  # fmt: skip
     if result.reference:
         payment.provider_reference = result.reference
     payment.provider_response = result.raw
@@ -392,7 +455,7 @@ def payer_received(payment: Payment) -> int:
 
 
 def payment_terms(
-    session: Session, payment: Payment
+    session: Session, payment: Payment, *, schedule: FeeSchedule | _Unread | None = UNREAD
 ) -> tuple[Terms, ExchangeRate | None]:  # fmt: skip
     """Return what a payment asked for (`domain.fees.Terms`) and its exchange rate, if any.
 
@@ -412,8 +475,9 @@ def payment_terms(
     asked = plain if payment.payer_amount is None else payment.payer_amount
     if asked > plain and rate is None:
         return Terms(payment.amount, True, asked - payment.amount), rate
-    schedule = fee_schedule(session, payment.merchant_id, payment.livemode, payment.method,
-                            payment.currency)  # fmt: skip
+    if schedule is UNREAD:
+        schedule = fee_schedule(session, payment.merchant_id, payment.livemode, payment.method,
+                                payment.currency)  # fmt: skip
     if asked <= plain:
         return Terms(payment.amount, False, 0, schedule), rate
     on_top = 0 if schedule is None else commission(schedule, payment.amount)
@@ -421,7 +485,8 @@ def payment_terms(
 
 
 def receive(
-    session: Session, invoice: Invoice, payment: Payment, total: int
+    session: Session, invoice: Invoice, payment: Payment, total: int, *,
+    schedule: FeeSchedule | _Unread | None = UNREAD,
 ) -> tuple[int, int]:  # fmt: skip
     """Record that the provider now holds `total` (cumulative, payer's currency) for a payment.
 
@@ -435,7 +500,7 @@ def receive(
     new_money = total - payment.payer_received
     if new_money <= 0:
         return 0, 0
-    terms, rate = payment_terms(session, payment)
+    terms, rate = payment_terms(session, payment, schedule=schedule)
     before = Received(payment.amount_received, payment.commission)
     if rate is None:
         value = total

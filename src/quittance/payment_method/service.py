@@ -1,6 +1,6 @@
 """Create payment methods by tokenising at the provider."""
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from quittance import clock
@@ -34,6 +34,19 @@ def create_payment_method(
     customer_id: str | None = None,
 ) -> PaymentMethod:
     """Tokenise `spec` at the provider and store what may be kept (never the card number)."""
+    method = new_payment_method(caller, spec, settings, customer_id=customer_id)
+    session.add(method)
+    return method
+
+
+def new_payment_method(
+    caller: Caller,
+    spec: PaymentMethodCreate,
+    settings: Settings,
+    *,
+    customer_id: str | None = None,
+) -> PaymentMethod:
+    """Tokenise `spec` at the provider and build its row, not yet in any session."""
     if caller.livemode:
         raise ProviderNotAvailable(
             "No live provider is configured to tokenise payment methods yet."
@@ -62,19 +75,22 @@ def create_payment_method(
         method.last4 = tokenized.last4
         method.exp_month = tokenized.exp_month
         method.exp_year = tokenized.exp_year
-    session.add(method)
     return method
 
 
+# Built once (paying with a saved method reads one per pay).
+_GET = select(PaymentMethod).where(
+    PaymentMethod.id == bindparam("method_id"),
+    PaymentMethod.merchant_id == bindparam("merchant_id"),
+    PaymentMethod.livemode == bindparam("livemode"),
+    PaymentMethod.detached_at.is_(None),
+)
+
+
 def get_payment_method(session: Session, caller: Caller, method_id: str) -> PaymentMethod:
-    method = session.scalars(
-        select(PaymentMethod).where(
-            PaymentMethod.id == method_id,
-            PaymentMethod.merchant_id == caller.merchant_id,
-            PaymentMethod.livemode == caller.livemode,
-            PaymentMethod.detached_at.is_(None),
-        )
-    ).first()
+    params = {"method_id": method_id, "merchant_id": caller.merchant_id,
+              "livemode": caller.livemode}  # fmt: skip
+    method = session.scalars(_GET, params).first()
     if method is None:
         raise PaymentMethodNotFound(f"No payment method {method_id!r} exists.")
     return method
