@@ -10,7 +10,7 @@ and are not stored; an unexpected failure releases the key so the client may ret
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -37,6 +37,8 @@ _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 Handler = Callable[[Session], tuple[int, Any]]
 # A handler that opens its own units of work (several commits, e.g. around a provider call).
 StepsHandler = Callable[[Database], tuple[int, Any]]
+# The same, awaited on the event loop (its steps use `Database.write_grouped`).
+AsyncStepsHandler = Callable[[], Awaitable[tuple[int, Any]]]
 
 
 class IdempotencyKeyInvalid(QuittanceError):
@@ -173,6 +175,30 @@ class IdempotentRequest:
         with self.db.write() as session:
             self._store(session, status, body)
         return json_response(status, body)
+
+    async def run_steps_grouped(self, handler: AsyncStepsHandler) -> Response:
+        """`run_steps`, awaited on the event loop: `handler` commits its steps with
+        `Database.write_grouped`, and the key's claim and stored answer are grouped too."""
+        if self.key is None:
+            status, payload = await handler()
+            return json_response(status, dumps(payload))
+        replay = await self._claim_grouped()
+        if replay is not None:
+            return replay
+        try:
+            status, payload = await handler()
+        except QuittanceError as exc:
+            refusal, body = exc.status, error_body(exc)
+            await self.db.write_grouped(lambda session: self._store(session, refusal, body))
+            return problem_response(refusal, body)
+        except Exception:
+            await self.db.write_grouped(
+                lambda session: session.execute(delete(IdempotencyKey).where(*self._row_filter()))
+            )
+            raise
+        answer = dumps(payload)
+        await self.db.write_grouped(lambda session: self._store(session, status, answer))
+        return json_response(status, answer)
 
     def _row_filter(self) -> tuple[Any, ...]:
         return (

@@ -6,6 +6,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from quittance.api.deps import DbDep, SettingsDep
@@ -46,7 +48,7 @@ def _document(db: Database, caller: Caller, payment_id: str, settings: Settings)
 
 
 @router.post("/invoices/{invoice_id}/pay", response_model=PaymentOut, responses=_ERRORS)
-def pay_invoice(
+async def pay_invoice(
     invoice_id: str,
     run: IdempotentDep,
     settings: SettingsDep,
@@ -58,20 +60,28 @@ def pay_invoice(
     Answers with the payment (its `status` is `succeeded`, `authorized`, `pending`,
     `requires_action` or `failed`) and the invoice as it now stands."""
 
-    def handle(db: Database) -> tuple[int, dict[str, Any]]:
-        with db.write() as session:
-            attempt = service.start_attempt(
-                session, run.caller, invoice_id, body, settings,
-                country_header=request.headers.get(settings.country_header),
-            )  # fmt: skip
-        call = service.call_provider(attempt, settings)
-        with db.write() as session:
+    country_header = request.headers.get(settings.country_header)
+
+    # Each step is a group-committed unit of work (safe to run again after a rollback: a new
+    # attempt gets new ids, and recording an answer reads the payment again); the provider is
+    # called in a worker thread, only once the attempt is committed.
+    def start(session: Session) -> service.Attempt:
+        return service.start_attempt(session, run.caller, invoice_id, body, settings,
+                                     country_header=country_header)  # fmt: skip
+
+    async def handle() -> tuple[int, dict[str, Any]]:
+        attempt: service.Attempt = await run.db.write_grouped(start)
+        call = await run_in_threadpool(service.call_provider, attempt, settings)
+
+        def record(session: Session) -> dict[str, Any]:
             payment, invoice = service.record_call(session, attempt, call, settings)
             document = render_payment(payment)
             document["invoice"] = render_invoice(invoice, settings.public_base_url)
-        return 200, document
+            return document
 
-    return run.run_steps(handle)
+        return 200, await run.db.write_grouped(record)
+
+    return await run.run_steps_grouped(handle)
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut, responses=_ERRORS)
