@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Select, bindparam, exists, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from quittance.auth.dependencies import Caller
@@ -33,32 +33,37 @@ def scoped(caller: Caller) -> Select[Invoice]:
     )
 
 
+# One invoice with its lines in one statement (a join, not selectin's second query): these run
+# at the start of every change. A lock applies to the invoice row only. Built once, with bound
+# parameters: building a statement per call costs its construction and its cache key each time.
+_GET = (
+    select(Invoice)
+    .where(
+        Invoice.merchant_id == bindparam("merchant_id"),
+        Invoice.livemode == bindparam("livemode"),
+        Invoice.id == bindparam("invoice_id"),
+    )
+    .options(joinedload(Invoice.line_items))
+)
+_GET_LOCKED = _GET.with_for_update(of=Invoice)
+_LOCK = (
+    select(Invoice)
+    .where(Invoice.id == bindparam("invoice_id"), Invoice.merchant_id == bindparam("merchant_id"))
+    .options(joinedload(Invoice.line_items))
+    .with_for_update(of=Invoice)
+)
+
+
 def get(session: Session, caller: Caller, invoice_id: str, *, lock: bool = False) -> Invoice | None:
-    # One invoice with its lines in one statement (a join, not selectin's second query): this
-    # runs at the start of every change. The lock applies to the invoice row only.
-    query = (
-        select(Invoice)
-        .where(Invoice.merchant_id == caller.merchant_id, Invoice.livemode == caller.livemode,
-               Invoice.id == invoice_id)
-        .options(joinedload(Invoice.line_items))
-    )  # fmt: skip
-    if lock:
-        query = query.with_for_update(of=Invoice)
-    return session.scalars(query).unique().one_or_none()
+    parameters = {"merchant_id": caller.merchant_id, "livemode": caller.livemode,
+                  "invoice_id": invoice_id}  # fmt: skip
+    return session.scalars(_GET_LOCKED if lock else _GET, parameters).unique().one_or_none()
 
 
 def lock(session: Session, merchant_id: str, invoice_id: str) -> Invoice:
     """Lock an invoice known to exist (found through a payment or refund of the merchant)."""
-    return (
-        session.scalars(
-            select(Invoice)
-            .where(Invoice.id == invoice_id, Invoice.merchant_id == merchant_id)
-            .options(joinedload(Invoice.line_items))
-            .with_for_update(of=Invoice)
-        )
-        .unique()
-        .one()
-    )
+    parameters = {"merchant_id": merchant_id, "invoice_id": invoice_id}
+    return session.scalars(_LOCK, parameters).unique().one()
 
 
 def is_invoice_id(value: str) -> bool:

@@ -1,6 +1,6 @@
 """Fee schedule and exchange rate look-ups used while pricing a payment (no writes)."""
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from quittance.domain.exchange import ExchangeRate
@@ -18,8 +18,19 @@ def fee_schedule(
     session: Session, merchant_id: str, livemode: bool, method: str, currency: str
 ) -> FeeSchedule | None:
     """Return the schedule of a method in a currency, or None (no commission)."""
-    row = session.get(FeeScheduleRow, (merchant_id, livemode, method, currency))
+    parameters = {"merchant_id": merchant_id, "livemode": livemode, "method": method,
+                  "currency": currency}  # fmt: skip
+    row = session.scalars(_FEE_SCHEDULE, parameters).one_or_none()
     return None if row is None else schedule_of(row)
+
+
+# Built once (this runs on every pay; `Session.get` builds a query for every row it misses).
+_FEE_SCHEDULE = select(FeeScheduleRow).where(
+    FeeScheduleRow.merchant_id == bindparam("merchant_id"),
+    FeeScheduleRow.livemode == bindparam("livemode"),
+    FeeScheduleRow.method == bindparam("method"),
+    FeeScheduleRow.currency == bindparam("currency"),
+)
 
 
 def newest_rate(
