@@ -18,6 +18,7 @@ from quittance.ledger import endpoints as ledger_endpoints
 from quittance.merchant import endpoints as merchant_endpoints
 from quittance.payment import config_endpoints as payment_config_endpoints
 from quittance.payment import endpoints as payment_endpoints
+from quittance.payment.fast_lane import PayLane
 from quittance.pricing import endpoints as pricing_endpoints
 from quittance.refund import endpoints as refund_endpoints
 from quittance.webhook import endpoints as webhook_endpoints
@@ -45,7 +46,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.db = db or Database(settings.database_url)
     app.state.key_cache = KeyCache()
     install_handlers(app)
-    fast_lanes = {("POST", "/v1/invoices"): CreateInvoiceLane(app.state)}
+    fast_lanes = {
+        ("POST", "/v1/invoices"): CreateInvoiceLane(app.state),
+        ("POST", "/v1/invoices/{}/pay"): PayLane(app.state),
+    }
     app.add_middleware(
         RequestMiddleware,
         max_body_bytes=settings.max_body_bytes,

@@ -60,11 +60,23 @@ async def pay_invoice(
     Answers with the payment (its `status` is `succeeded`, `authorized`, `pending`,
     `requires_action` or `failed`) and the invoice as it now stands."""
 
-    country_header = request.headers.get(settings.country_header)
+    return await pay(run, invoice_id, body, settings, request.headers.get(settings.country_header))
 
-    # Each step is a group-committed unit of work (safe to run again after a rollback: a new
-    # attempt gets new ids, and recording an answer reads the payment again); the provider is
-    # called in a worker thread, only once the attempt is committed.
+
+async def pay(
+    run: IdempotentRequest,
+    invoice_id: str,
+    body: PayRequest | None,
+    settings: Settings,
+    country_header: str | None,
+) -> Response:
+    """The pay, as the route and its fast lane (`payment/fast_lane.py`) both run it.
+
+    Each step is a group-committed unit of work (safe to run again after a rollback: a new
+    attempt gets new ids, and recording an answer reads the payment again); the provider is
+    called in a worker thread, only once the attempt is committed.
+    """
+
     def start(session: Session) -> service.Attempt:
         return service.start_attempt(session, run.caller, invoice_id, body, settings,
                                      country_header=country_header)  # fmt: skip
