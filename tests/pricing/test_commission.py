@@ -14,6 +14,7 @@ from tests.payment.helpers import BANK_TRANSFER, SUCCEEDS, card, charge_count, p
 from tests.pricing.helpers import (
     CLEARING,
     assert_books,
+    delete,
     everything,
     set_options,
     set_schedule,
@@ -206,3 +207,17 @@ def test_a_commission_on_top_past_the_largest_amount_is_refused(
     problem(pay(papi, created["id"], card(SUCCEEDS)), 422, "payer_amount_too_large")
     assert everything(db, papi.merchant.id) == before
     assert charge_count(sandbox_path) == charges
+
+
+def test_a_changed_or_deleted_schedule_prices_the_next_payment_at_once(papi: Api) -> None:
+    """The pay path caches schedules (and their absence); a change must not wait for it."""
+    amounts = []
+    for step in ("none", "2%", "5%", "deleted"):
+        if step in ("2%", "5%"):
+            set_schedule(papi, "card", "EUR", step.rstrip("%"))
+        elif step == "deleted":
+            assert delete(papi, "/v1/fee_schedules/card/EUR").status_code == 200
+        invoice = papi.create_invoice(amount=10_000)
+        payment = pay(papi, invoice["id"], card(SUCCEEDS)).json()
+        amounts.append(payment["commission"])
+    assert amounts == [0, 200, 500, 0]
