@@ -136,14 +136,16 @@ def test_a_failing_unit_fails_alone_and_leaves_nothing(
         assert len(write_calls) == 5
 
 
-def test_a_failed_commit_reaches_every_caller_and_stores_nothing(
+def test_a_failed_commit_reaches_every_caller_is_not_retried_and_stores_nothing(
     db: Database, merchants: MerchantFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     merchant = merchants.create()
     original = db.write
+    commits: list[int] = []
 
     class CommitFails(AbstractContextManager[Session]):
         def __enter__(self) -> Session:
+            commits.append(1)
             self.inner = original()
             return self.inner.__enter__()
 
@@ -164,6 +166,8 @@ def test_a_failed_commit_reaches_every_caller_and_stores_nothing(
 
     assert all(isinstance(o, RuntimeError) and str(o) == "commit failed" for o in outcomes)
     assert _count(db, merchant.id, "test.commit_fails") == 0
+    # Whether a failed COMMIT committed can be unknown (a lost connection): never run again.
+    assert len(commits) == 1
 
 
 def test_the_writer_stops_when_closed_and_starts_again(

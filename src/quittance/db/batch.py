@@ -2,7 +2,7 @@
 
 A commit is the most expensive step of a small write: on SQLite it is an `fsync` of the WAL,
 on PostgreSQL a round trip and a WAL flush. `GroupCommit.run(work)`, awaited from the event
-loop, hands `work` to one writer thread. The thread takes every unit waiting at that moment,
+loop, hands `work` to a writer thread. The thread takes every unit waiting at that moment,
 runs them one after the other in one `Database.write()` (the same unit of work as anywhere
 else: the SQLite write lock, `BEGIN IMMEDIATE`, after-commit callbacks) and commits once. Each
 caller resumes only after that commit, so nothing is answered before it is durable.
@@ -10,11 +10,12 @@ caller resumes only after that commit, so nothing is answered before it is durab
 Rows a unit appends with `db.rows.insert_rows` are held back and sent at the end of the batch,
 one `executemany` per table (parents first), so a unit cannot read back what it inserts.
 
-If any unit of the batch raises, the whole transaction rolls back and each unit is run again
-alone, in its own transaction, so a failure stays with the request that caused it. Units must
-therefore be safe to run again after a rollback (they read and write only the database, and
-generate new ids each time). A single waiting unit runs at once: there is no timer, so a lone
-request waits for nothing.
+If any unit of the batch raises (or the held-back rows are refused), the whole transaction
+rolls back and each unit is run again alone, in its own transaction, so a failure stays with
+the request that caused it. Units must therefore be safe to run again after a rollback (they
+read and write only the database, and generate new ids each time). A failed `COMMIT` is never
+retried: every caller of the batch gets the error. A single waiting unit runs at once: there
+is no timer, so a lone request waits for nothing.
 """
 
 import asyncio
@@ -127,16 +128,13 @@ class GroupCommit:
         outcomes: list[tuple[bool, Any]]
         try:
             outcomes = [(True, result) for result in self._commit([item[0] for item in batch])]
-        except Exception as exc:  # handed to the callers below
+        except _BeforeCommit as failed:
             if len(batch) == 1:
-                outcomes = [(False, exc)]
+                outcomes = [(False, failed.error)]
             else:
-                outcomes = []
-                for work, _loop, _future in batch:
-                    try:
-                        outcomes.append((True, self._commit([work])[0]))
-                    except Exception as alone:  # handed to its caller
-                        outcomes.append((False, alone))
+                outcomes = [self._alone(work) for work, _loop, _future in batch]
+        except Exception as exc:  # the COMMIT itself failed: see _commit
+            outcomes = [(False, exc)] * len(batch)
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for (_work, loop, future), (ok, value) in zip(batch, outcomes, strict=True):
             by_loop.setdefault(loop, []).append((future, ok, value))
@@ -144,13 +142,40 @@ class GroupCommit:
             with contextlib.suppress(RuntimeError):  # the loop was closed: nobody is waiting
                 loop.call_soon_threadsafe(_settle, settled)
 
+    def _alone(self, work: Work) -> tuple[bool, Any]:
+        try:
+            return True, self._commit([work])[0]
+        except _BeforeCommit as failed:
+            return False, failed.error
+        except Exception as exc:  # handed to its caller
+            return False, exc
+
     def _commit(self, works: list[Work]) -> list[Any]:
+        """Run `works` in one transaction and commit it.
+
+        A failure before the `COMMIT` (a unit, or sending the held-back rows) rolled everything
+        back, so the units may be run again: it is raised as `_BeforeCommit`. A failure of the
+        `COMMIT` itself is raised as it is and never retried: on PostgreSQL a connection lost
+        during the `COMMIT` leaves unknown whether it committed, and running the units again
+        could do their work twice.
+        """
         with self._db.write() as session:
-            # The units' appended rows go out together: one statement per table per batch.
-            defer_inserts(session)
-            results = [work(session) for work in works]
-            flush_deferred(session)
+            try:
+                # The units' appended rows go out together: one statement per table per batch.
+                defer_inserts(session)
+                results = [work(session) for work in works]
+                flush_deferred(session)
+            except Exception as exc:
+                raise _BeforeCommit(exc) from exc
             return results
+
+
+class _BeforeCommit(Exception):
+    """A batch failed before its commit (and rolled back); `error` is what went wrong."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _settle(settled: list[tuple["asyncio.Future[Any]", bool, Any]]) -> None:
