@@ -132,6 +132,11 @@ class GroupCommit:
             if len(batch) == 1:
                 outcomes = [(False, failed.error)]
             else:
+                # The type only: a database error's text carries the statement's parameters.
+                log.warning(
+                    "a batch of %d units of work failed before its commit (%s); running each "
+                    "alone", len(batch), type(failed.error).__name__,
+                )  # fmt: skip
                 outcomes = [self._alone(work) for work, _loop, _future in batch]
         except Exception as exc:  # the COMMIT itself failed: see _commit
             outcomes = [(False, exc)] * len(batch)
