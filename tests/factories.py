@@ -87,3 +87,18 @@ def snapshot(db: Database, merchant_id: str) -> dict[str, Any]:
                 select(func.count()).where(IdempotencyKey.merchant_id == merchant_id)
             ),
         }
+
+
+def record_lane(monkeypatch: Any, lane: type[Any]) -> list[bool]:
+    """Record whether `lane` (a fast lane class) served each request it was offered (False:
+    it passed the request on to the route)."""
+    outcomes: list[bool] = []
+    original = lane.__call__
+
+    async def recording(self: Any, *args: Any) -> bool:
+        outcome = bool(await original(self, *args))
+        outcomes.append(outcome)
+        return outcome
+
+    monkeypatch.setattr(lane, "__call__", recording)
+    return outcomes

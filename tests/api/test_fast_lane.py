@@ -19,7 +19,7 @@ from quittance.invoice.fast_lane import CreateInvoiceLane
 from quittance.merchant.service import create_api_key
 from quittance.models import Event, Invoice, InvoiceLineItem, WebhookDelivery, WebhookEndpoint
 from tests.api.helpers import assert_problem, unchanged
-from tests.factories import Api, MerchantFactory
+from tests.factories import Api, MerchantFactory, record_lane
 
 # Differ between any two invoices, whichever path made them.
 _VARYING = {"id", "created_at", "updated_at", "finalized_at", "expires_at", "redirect_url"}
@@ -50,18 +50,9 @@ BODIES: list[dict[str, Any]] = [
 
 
 @pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
+def served(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Whether the lane served each request it was offered (False: the route answered)."""
-    outcomes: list[bool] = []
-    original = CreateInvoiceLane.__call__
-
-    async def recording(self: CreateInvoiceLane, *args: Any) -> bool:
-        outcome = await original(self, *args)
-        outcomes.append(outcome)
-        return outcome
-
-    monkeypatch.setattr(CreateInvoiceLane, "__call__", recording)
-    yield outcomes
+    return record_lane(monkeypatch, CreateInvoiceLane)
 
 
 @pytest.fixture(scope="module")

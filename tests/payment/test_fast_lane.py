@@ -17,23 +17,14 @@ from quittance.db.uow import Database
 from quittance.models import Event, LedgerEntry, LedgerTransaction, Payment
 from quittance.payment.fast_lane import PayLane
 from tests.api.helpers import assert_problem, unchanged
-from tests.factories import Api
+from tests.factories import Api, record_lane
 from tests.payment.helpers import DECLINED, SUCCEEDS, problem
 
 
 @pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
-    """Whether the pay lane served each request it was offered (False: the route answered)."""
-    outcomes: list[bool] = []
-    original = PayLane.__call__
-
-    async def recording(self: PayLane, *args: Any) -> bool:
-        outcome = await original(self, *args)
-        outcomes.append(outcome)
-        return outcome
-
-    monkeypatch.setattr(PayLane, "__call__", recording)
-    yield outcomes
+def served(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether the lane served each request it was offered (False: the route answered)."""
+    return record_lane(monkeypatch, PayLane)
 
 
 @pytest.fixture(scope="module")

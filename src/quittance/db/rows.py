@@ -116,14 +116,21 @@ def insert_rows(session: Session, objects: list[Base]) -> None:
 
 
 def _execute(connection: Connection, plan: _Plan, rows: list[tuple[Any, ...]]) -> None:
+    execute_driver(connection, plan.sql, rows)
+
+
+def execute_driver(connection: Connection, sql: str, rows: list[tuple[Any, ...]]) -> int:
+    """Run a prebuilt statement (the driver's placeholders) once per row on the DBAPI cursor
+    of `connection`, inside its transaction; return the cursor's row count."""
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
     cursor = dbapi_connection.cursor()
     try:
         if len(rows) == 1:
-            cursor.execute(plan.sql, rows[0])
+            cursor.execute(sql, rows[0])
         else:
-            cursor.executemany(plan.sql, rows)
+            cursor.executemany(sql, rows)
+        return int(cursor.rowcount)
     except connection.dialect.loaded_dbapi.Error as exc:
         # Raise what SQLAlchemy would (IntegrityError, OperationalError, ...), and drop a
         # connection the database has closed so the pool does not hand it out again.
@@ -131,7 +138,7 @@ def _execute(connection: Connection, plan: _Plan, rows: list[tuple[Any, ...]]) -
         if disconnected:
             connection.invalidate(exc)
         raise DBAPIError.instance(
-            plan.sql, rows, exc, connection.dialect.loaded_dbapi.Error,
+            sql, rows, exc, connection.dialect.loaded_dbapi.Error,
             connection_invalidated=disconnected, dialect=connection.dialect,
         ) from exc  # fmt: skip
     finally:

@@ -9,18 +9,17 @@ driver's own placeholders and each column's bind processor, and runs on the DBAP
 the session's connection, inside the session's transaction.
 """
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Dialect, Table, inspect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from quittance.db.base import Base
+from quittance.db.rows import execute_driver
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,24 +94,7 @@ def write_back(session: Session, obj: Base) -> None:
         values.get(attribute) if processor is None else processor(values.get(attribute))
         for attribute, processor in plan.columns
     )
-    dbapi_connection = connection.connection.dbapi_connection
-    assert dbapi_connection is not None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(plan.sql, row)
-        matched = cursor.rowcount
-    except connection.dialect.loaded_dbapi.Error as exc:
-        # Raise what SQLAlchemy would, and drop a connection the database has closed.
-        disconnected = connection.dialect.is_disconnect(exc, dbapi_connection, cursor)
-        if disconnected:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(
-            plan.sql, row, exc, connection.dialect.loaded_dbapi.Error,
-            connection_invalidated=disconnected, dialect=connection.dialect,
-        ) from exc  # fmt: skip
-    finally:
-        with contextlib.suppress(connection.dialect.loaded_dbapi.Error):
-            cursor.close()
+    matched = execute_driver(connection, plan.sql, [row])
     if matched != 1:  # as the ORM's flush would: the row was expected to be there
         raise StaleDataError(f"UPDATE of {type(obj).__name__} matched {matched} rows, not 1.")
     for attribute in changed:  # what was written is now the row's committed state
