@@ -11,7 +11,7 @@ compilation, no cache-key lookup and no result object. The object stays outside 
 
 import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -100,7 +100,7 @@ def flush_deferred(session: Session) -> None:
         _execute(connection, plan, deferred[plan])
 
 
-def insert_rows(session: Session, objects: list[Base]) -> None:
+def insert_rows(session: Session, objects: Sequence[Base]) -> None:
     """INSERT transient objects of one class now (or, deferred, at `flush_deferred`), in the
     session's transaction."""
     if not objects:

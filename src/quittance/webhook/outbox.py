@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
+from quittance.db.rows import insert_rows
 from quittance.domain.ids import new_ordered_id
 from quittance.models import Event, WebhookDelivery, WebhookEndpoint
 
@@ -85,7 +86,9 @@ def enqueue_deliveries(session: Session, event: Event) -> list[WebhookDelivery]:
         for endpoint_id, patterns in endpoints
         if matches(patterns, event.type)
     ]
-    session.add_all(deliveries)
+    # Appended like the event itself (`db/rows.insert_rows`), so in a group commit they are
+    # sent after it: an ORM flush of them could run before the held-back event row exists.
+    insert_rows(session, deliveries)
     return deliveries
 
 
