@@ -51,32 +51,41 @@ def write_calls(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[
     yield calls
 
 
+def _behind_a_held_unit(
+    db: Database, head: Callable[[Session], Any], rest: list[Callable[[Session], Any]]
+) -> list[Any]:
+    """Run `head` and hold the writer in it until every unit of `rest` is queued; return the
+    outcomes (results or exceptions) of `head` and then `rest`, in order."""
+    release = threading.Event()
+    started = threading.Event()
+
+    def held(session: Session) -> Any:
+        started.set()
+        release.wait(timeout=10)
+        return head(session)
+
+    async def scenario() -> list[Any]:
+        first = asyncio.ensure_future(db.write_grouped(held))
+        while not started.is_set():
+            await asyncio.sleep(0.005)
+        queued = [asyncio.ensure_future(db.write_grouped(work)) for work in rest]
+        await asyncio.sleep(0.05)  # every unit is on the queue before the writer looks again
+        release.set()
+        return await asyncio.gather(first, *queued, return_exceptions=True)
+
+    return asyncio.run(scenario())
+
+
 def test_units_waiting_together_share_one_commit(
     db: Database, merchants: MerchantFactory, write_calls: list[int], backend: str
 ) -> None:
     merchant = merchants.create()
     write_calls.clear()
-    release = threading.Event()
-    started = threading.Event()
-
-    def first(session: Session) -> str:
-        started.set()
-        release.wait(timeout=10)  # hold the writer until the others are queued
-        return _writer(merchant.id, "test.grouped", "first")(session)
-
-    async def scenario() -> list[str]:
-        head = asyncio.ensure_future(db.write_grouped(first))
-        while not started.is_set():
-            await asyncio.sleep(0.005)
-        rest = [
-            asyncio.ensure_future(db.write_grouped(_writer(merchant.id, "test.grouped", f"u{n}")))
-            for n in range(19)
-        ]
-        await asyncio.sleep(0.05)  # every unit is on the queue before the writer looks again
-        release.set()
-        return [await head, *[await task for task in rest]]
-
-    results = asyncio.run(scenario())
+    results = _behind_a_held_unit(
+        db,
+        _writer(merchant.id, "test.grouped", "first"),
+        [_writer(merchant.id, "test.grouped", f"u{n}") for n in range(19)],
+    )
 
     # Each caller gets its own unit's result, and all twenty are stored ...
     assert [r.split(":")[0] for r in results] == ["first", *[f"u{n}" for n in range(19)]]
@@ -92,32 +101,20 @@ def test_a_failing_unit_fails_alone_and_leaves_nothing(
 ) -> None:
     merchant = merchants.create()
     write_calls.clear()
-    release = threading.Event()
-    started = threading.Event()
-
-    def hold(session: Session) -> str:
-        started.set()
-        release.wait(timeout=10)
-        return _writer(merchant.id, "test.fail_alone", "hold")(session)
 
     def broken(session: Session) -> str:
         _writer(merchant.id, "test.fail_alone", "broken")(session)  # written, then...
         raise ValueError("this unit is refused")
 
-    async def scenario() -> list[Any]:
-        head = asyncio.ensure_future(db.write_grouped(hold))
-        while not started.is_set():
-            await asyncio.sleep(0.005)
-        batch = [
-            asyncio.ensure_future(db.write_grouped(_writer(merchant.id, kind, tag)))
-            for kind, tag in [("test.fail_alone", "a"), ("test.fail_alone", "b")]
-        ]
-        batch.insert(1, asyncio.ensure_future(db.write_grouped(broken)))
-        await asyncio.sleep(0.05)
-        release.set()
-        return await asyncio.gather(head, *batch, return_exceptions=True)
-
-    head, first, failed, second = asyncio.run(scenario())
+    head, first, failed, second = _behind_a_held_unit(
+        db,
+        _writer(merchant.id, "test.fail_alone", "hold"),
+        [
+            _writer(merchant.id, "test.fail_alone", "a"),
+            broken,
+            _writer(merchant.id, "test.fail_alone", "b"),
+        ],
+    )
 
     assert head.startswith("hold:") and first.startswith("a:") and second.startswith("b:")
     assert isinstance(failed, ValueError) and str(failed) == "this unit is refused"

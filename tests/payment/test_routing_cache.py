@@ -2,10 +2,11 @@
 of a transaction that did not commit."""
 
 import pytest
+from sqlalchemy.orm import Session
 
+from quittance.db.cache import MISSING, MerchantCache
 from quittance.db.uow import Database
 from quittance.models import MethodConfig, ProviderConnection
-from quittance.payment import routing
 from quittance.payment.routing import MethodRouting, method_routing
 from tests.factories import Api
 from tests.payment.helpers import SUCCEEDS, card, paid, pay, problem
@@ -52,12 +53,12 @@ def test_a_routing_read_of_a_rolled_back_change_is_not_kept(papi: Api, db: Datab
 
 
 def test_a_value_read_before_a_change_is_not_stored_after_it() -> None:
-    cache = routing._RoutingCache()
-    key = ("mer_x", False, "card")
+    cache: MerchantCache[MethodRouting] = MerchantCache("test")
     value = MethodRouting(True, None, None, None, None, ("pcn_x",), ())
     generation = cache.generation
     cache.forget("mer_x", False)  # a change committed while the value was being read
-    cache.put(key, value, generation)
-    assert cache.get(key) is None
-    cache.put(key, value, cache.generation)
-    assert cache.get(key) == value
+    with Session() as session:
+        cache.put(session, "mer_x", False, "card", value, generation)
+        assert cache.get("mer_x", False, "card") is MISSING
+        cache.put(session, "mer_x", False, "card", value, cache.generation)
+    assert cache.get("mer_x", False, "card") == value

@@ -128,16 +128,23 @@ class IdempotentRequest:
             status, body = await self.db.write_grouped(work)
             return json_response(status, body)
         except QuittanceError as exc:
-            refusal, body = exc.status, error_body(exc)
-            await self.db.write_grouped(lambda session: self._store(session, refusal, body))
-            return problem_response(refusal, body)
+            return await self._refused_grouped(exc)
         except Exception:
             # The work rolled back: release the key so the client may retry. (A cancelled
             # request keeps it: its work may still commit, and then a retry replays it.)
-            await self.db.write_grouped(
-                lambda session: session.execute(delete(IdempotencyKey).where(*self._row_filter()))
-            )
+            await self._release_grouped()
             raise
+
+    async def _refused_grouped(self, exc: QuittanceError) -> Response:
+        """Store a business refusal as the key's answer, and give it."""
+        body = error_body(exc)
+        await self.db.write_grouped(lambda session: self._store(session, exc.status, body))
+        return problem_response(exc.status, body)
+
+    async def _release_grouped(self) -> None:
+        await self.db.write_grouped(
+            lambda session: session.execute(delete(IdempotencyKey).where(*self._row_filter()))
+        )
 
     async def _claim_grouped(self) -> Response | None:
         for _ in range(3):
@@ -188,13 +195,9 @@ class IdempotentRequest:
         try:
             status, payload = await handler()
         except QuittanceError as exc:
-            refusal, body = exc.status, error_body(exc)
-            await self.db.write_grouped(lambda session: self._store(session, refusal, body))
-            return problem_response(refusal, body)
+            return await self._refused_grouped(exc)
         except Exception:
-            await self.db.write_grouped(
-                lambda session: session.execute(delete(IdempotencyKey).where(*self._row_filter()))
-            )
+            await self._release_grouped()
             raise
         answer = dumps(payload)
         await self.db.write_grouped(lambda session: self._store(session, status, answer))

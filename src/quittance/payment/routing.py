@@ -1,16 +1,13 @@
 """Which methods a merchant accepts, with what limits, through which provider connections."""
 
-import threading
-import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event as sa_event
 from sqlalchemy import select
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session
 
 from quittance import clock
-from quittance.db.uow import after_commit
+from quittance.db.cache import MISSING, MerchantCache
 from quittance.domain.errors import QuittanceError
 from quittance.domain.ids import new_id
 from quittance.models import Invoice, MethodConfig, ProviderConnection
@@ -169,56 +166,19 @@ class MethodRouting:
     routes: tuple[Route, ...]
 
 
-class _RoutingCache:
-    """Method routings per merchant, mode and method, so the pay path reads no settings rows.
-
-    Any change to a method's settings or a connection made through this process forgets the
-    merchant's routings when it is flushed and again once committed (see `_forget_routing`),
-    and a value read before such a change is never stored after it (the generation check);
-    other processes see a change within `ttl` seconds, as with the payment options.
-    """
-
-    def __init__(self, ttl: float = 5.0, size: int = 10_000) -> None:
-        self.ttl = ttl
-        self.size = size
-        self.generation = 0
-        self._entries: dict[tuple[str, bool, str], tuple[float, MethodRouting]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, bool, str]) -> MethodRouting | None:
-        entry = self._entries.get(key)
-        return entry[1] if entry is not None and entry[0] > time.monotonic() else None
-
-    def put(self, key: tuple[str, bool, str], value: MethodRouting, generation: int) -> None:
-        with self._lock:
-            if generation != self.generation:
-                return  # something changed while it was being read
-            if len(self._entries) >= self.size:
-                self._entries.clear()
-            self._entries[key] = (time.monotonic() + self.ttl, value)
-
-    def forget(self, merchant_id: str, livemode: bool) -> None:
-        with self._lock:
-            self.generation += 1
-            for method in METHODS:
-                self._entries.pop((merchant_id, livemode, method), None)
-
-
-_routing = _RoutingCache()
-# Key in `session.info`: this unit of work has written routing rows.
-_CHANGED = "quittance_routing_changed"
+# Method routings per merchant, mode and method, so the pay path reads no settings rows.
+_routing: MerchantCache[MethodRouting] = MerchantCache("routing", MethodConfig, ProviderConnection)
 
 
 def method_routing(
     session: Session, merchant_id: str, livemode: bool, method: str
 ) -> MethodRouting | None:
     """A method's settings and enabled routes (None: the method was never configured)."""
-    key = (merchant_id, livemode, method)
-    cached = _routing.get(key)
-    if cached is not None:
-        return cached
+    cached = _routing.get(merchant_id, livemode, method)
+    if cached is not MISSING:
+        return cast(MethodRouting, cached)
     generation = _routing.generation
-    config = session.get(MethodConfig, key)
+    config = session.get(MethodConfig, (merchant_id, livemode, method))
     if config is None:
         return None
     value = MethodRouting(
@@ -227,27 +187,5 @@ def method_routing(
         None if config.currencies is None else tuple(config.currencies),
         tuple(config.connection_ids), tuple(routes(session, config)),
     )  # fmt: skip
-    if _CHANGED not in session.info:  # never cache what this transaction has not committed
-        _routing.put(key, value, generation)
+    _routing.put(session, merchant_id, livemode, method, value, generation)
     return value
-
-
-def forget_routing(merchant_id: str, livemode: bool) -> None:
-    """Drop the cached routings of a merchant and mode."""
-    _routing.forget(merchant_id, livemode)
-
-
-@sa_event.listens_for(MethodConfig, "after_insert")
-@sa_event.listens_for(MethodConfig, "after_update")
-@sa_event.listens_for(MethodConfig, "after_delete")
-@sa_event.listens_for(ProviderConnection, "after_insert")
-@sa_event.listens_for(ProviderConnection, "after_update")
-@sa_event.listens_for(ProviderConnection, "after_delete")
-def _forget_routing(_mapper: object, _connection: object, target: Any) -> None:
-    """A routing row was written: forget the merchant's routings now and once committed."""
-    merchant_id, livemode = target.merchant_id, target.livemode
-    _routing.forget(merchant_id, livemode)
-    session = object_session(target)
-    if session is not None:
-        session.info[_CHANGED] = True
-        after_commit(session, lambda: _routing.forget(merchant_id, livemode))
