@@ -239,7 +239,8 @@ def test_no_card_number_or_security_code_is_kept_or_logged(
 
     # The sandbox's store (the provider's side): rows and raw bytes.
     sandbox_rows = list(_sandbox_values(sandbox_path))
-    assert "4242" in sandbox_rows and "visa" in sandbox_rows
+    # The scan sees the charges, made with tokens that carry a card's behaviour only.
+    assert any(value.startswith("tok_sandbox_succeed_") for value in sandbox_rows)
     for value in sandbox_rows:
         assert leaks(value.encode()) == [], value
     sandbox_files = _files(sandbox_path)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from quittance.db.uow import Database
-from quittance.providers.base import Outcome, PaymentRequest, ProviderError
+from quittance.providers.base import CardDetails, Outcome, PaymentRequest, ProviderError
 from quittance.providers.sandbox import _SCHEMA, SandboxError, SandboxGateway
 from tests.factories import Api
 from tests.payment.helpers import (
@@ -433,3 +433,40 @@ def test_a_sandbox_file_from_before_operation_ids_gets_the_new_table(tmp_path: P
     )  # fmt: skip
     assert gateway.capture("pay_old", 500, "dlv_1") == result
     assert SandboxGateway(path).operation_status("dlv_1") == result
+
+
+def _card_request(payment_id: str, token: str | None) -> PaymentRequest:
+    return PaymentRequest(payment_id, 1000, "EUR", "card", token, "Shop")
+
+
+def test_a_token_carries_its_cards_behaviour(tmp_path: Path) -> None:
+    gateway = SandboxGateway(tmp_path / "sandbox.db")
+    declined = gateway.tokenize_card(CardDetails("4000000000000002", 12, 2040, "123"))
+    assert declined.token.startswith("tok_sandbox_decline_")
+    assert gateway.authorize(_card_request("pay_a", declined.token)).outcome is Outcome.DECLINED
+    succeeding = gateway.tokenize_card(CardDetails("4242424242424242", 12, 2040, "123"))
+    assert gateway.authorize(_card_request("pay_b", succeeding.token)).outcome is Outcome.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["tok_sandbox_unknown_0123456789abcdef01234567", "tok_sandbox_succeed_", "tok_other",
+     "tok_sandbox_succeed", "succeed_0123"],
+)  # fmt: skip
+def test_a_token_the_sandbox_did_not_make_is_refused(tmp_path: Path, token: str) -> None:
+    gateway = SandboxGateway(tmp_path / "sandbox.db")
+    with pytest.raises(ProviderError) as refused:
+        gateway.authorize(_card_request("pay_a", token))
+    assert refused.value.code == "invalid_request"
+    assert gateway.charges("pay_a") is None
+
+
+def test_a_stored_token_from_an_older_sandbox_still_pays(tmp_path: Path) -> None:
+    gateway = SandboxGateway(tmp_path / "sandbox.db")
+    with gateway._store() as store:
+        store.execute(
+            "INSERT INTO tokens VALUES ('tok_sandbox_0123456789abcdef01234567', 'card', "
+            "'insufficient_funds', 'visa', '9995', 12, 2040, '2026-01-01T00:00:00+00:00')"
+        )
+    answer = gateway.authorize(_card_request("pay_a", "tok_sandbox_0123456789abcdef01234567"))
+    assert (answer.outcome, answer.error_code) == (Outcome.DECLINED, "insufficient_funds")
