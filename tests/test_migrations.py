@@ -49,3 +49,39 @@ def test_migrations_go_down_and_up_again(empty_database: str) -> None:
     upgrade(empty_database)
     assert "invoices" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_payments_count_is_backfilled_from_the_payments(empty_database: str) -> None:
+    """0007 counts each invoice's existing payments, so the next attempt's number follows on."""
+    upgrade(empty_database, "0006")
+    engine = build_engine(empty_database, pool_size=1)
+    now = "2026-11-21 12:00:00"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO merchants (id, merchant_id, name, is_demo, created_at) "
+            f"VALUES ('mer_1', 'mer_1', 'Shop', false, '{now}')"
+        )
+        for invoice_id in ("inv_paid_twice", "inv_never_paid"):
+            connection.exec_driver_sql(
+                "INSERT INTO invoices (id, merchant_id, livemode, status, currency, amount, "
+                "amount_paid, amount_refunded, amount_cancelled, commission, paid_late, "
+                "amount_authorized, pay_token, lifetime, attempts_limit, attempts_count, "
+                "metadata, search_text, created_at, updated_at) VALUES "
+                f"('{invoice_id}', 'mer_1', false, 'created', 'EUR', 1000, 0, 0, 0, 0, false, "
+                f"0, 'tok_{invoice_id}', 3600, 5, 2, '{{}}', '', '{now}', '{now}')"
+            )
+        for attempt in (1, 2):
+            connection.exec_driver_sql(
+                "INSERT INTO payments (id, merchant_id, livemode, invoice_id, attempt, status, "
+                "method, amount, currency, amount_received, amount_authorized, commission, "
+                "payer_received, routing, created_at, updated_at) VALUES "
+                f"('pay_{attempt}', 'mer_1', false, 'inv_paid_twice', {attempt}, 'failed', "
+                f"'card', 1000, 'EUR', 0, 0, 0, 0, '[]', '{now}', '{now}')"
+            )
+    upgrade(empty_database)
+    with engine.connect() as connection:
+        counts = dict(
+            connection.exec_driver_sql("SELECT id, payments_count FROM invoices").fetchall()
+        )
+    engine.dispose()
+    assert counts == {"inv_paid_twice": 2, "inv_never_paid": 0}

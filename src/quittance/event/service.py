@@ -6,7 +6,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from quittance import clock
-from quittance.db.rows import insert_rows
+from quittance.db.rows import build, insert_rows
 from quittance.domain.errors import NotFound
 from quittance.domain.ids import new_ordered_id
 from quittance.models import Event
@@ -31,7 +31,8 @@ def record(
     work has nothing to track). Its webhook deliveries, one per enabled endpoint that
     subscribes to it, are added to the same unit of work: the transactional outbox.
     """
-    event = Event(
+    event = build(
+        Event,
         id=new_ordered_id("evt"),
         merchant_id=merchant_id,
         livemode=livemode,

@@ -7,8 +7,9 @@ from sqlalchemy import Select, bindparam, exists, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from quittance.auth.dependencies import Caller
+from quittance.db.rows import attach_children, select_rows
 from quittance.domain.invoice import EXPIRABLE
-from quittance.models import Invoice
+from quittance.models import Invoice, InvoiceLineItem
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,26 @@ def lock(session: Session, merchant_id: str, invoice_id: str) -> Invoice:
     """Lock an invoice known to exist (found through a payment or refund of the merchant)."""
     parameters = {"merchant_id": merchant_id, "invoice_id": invoice_id}
     return session.scalars(_LOCK, parameters).unique().one()
+
+
+def lock_detached(
+    session: Session, merchant_id: str, invoice_id: str, *, livemode: bool | None = None
+) -> Invoice | None:
+    """Lock an invoice of the merchant (in `livemode`, when given) and read it with its lines
+    through the driver, detached: for the pay path, which writes its changes with
+    `payment.writes.write_back` (a load through the ORM costs more than the whole statement)."""
+    where: dict[str, object] = {"id": invoice_id, "merchant_id": merchant_id}
+    if livemode is not None:
+        where["livemode"] = livemode
+    found = select_rows(session, Invoice, where, lock=True)
+    if not found:
+        return None
+    lines = select_rows(
+        session, InvoiceLineItem, {"invoice_id": invoice_id, "merchant_id": merchant_id},
+        order_by="position",
+    )  # fmt: skip
+    attach_children(found, "line_items", lines)
+    return found[0]
 
 
 def is_invoice_id(value: str) -> bool:

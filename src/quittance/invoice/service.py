@@ -189,9 +189,20 @@ def create_invoice(
     return document
 
 
-def load_for_change(session: Session, caller: Caller, invoice_id: str, base_url: str) -> Invoice:
-    """Lock an invoice for a change, applying a lifetime that has already passed."""
-    invoice = repository.get(session, caller, invoice_id, lock=True)
+def load_for_change(
+    session: Session, caller: Caller, invoice_id: str, base_url: str, *, detached: bool = False
+) -> Invoice:
+    """Lock an invoice for a change, applying a lifetime that has already passed.
+
+    `detached`: read through the driver, outside the session (`repository.lock_detached`); the
+    caller writes the changes with `payment.writes.write_back`.
+    """
+    if detached:
+        invoice = repository.lock_detached(
+            session, caller.merchant_id, invoice_id, livemode=caller.livemode
+        )
+    else:
+        invoice = repository.get(session, caller, invoice_id, lock=True)
     if invoice is None:
         raise InvoiceNotFound(f"No invoice {invoice_id!r} exists.")
     if is_overdue(invoice, clock.now()):

@@ -7,7 +7,7 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from quittance import clock
-from quittance.db.rows import insert_rows
+from quittance.db.rows import build, insert_rows
 from quittance.domain.exchange import ExchangeRate, conversion_of
 from quittance.domain.fees import Charge
 from quittance.domain.ids import new_ordered_id
@@ -35,13 +35,15 @@ def post(session: Session, transaction: Transaction, refs: Refs | None = None) -
     now = clock.now()
     # Ordered ids: two postings in one millisecond still list in the order they were made.
     transaction_id = new_ordered_id("ltx")
-    row = LedgerTransaction(
+    row = build(
+        LedgerTransaction,
         id=transaction_id, merchant_id=transaction.merchant_id, livemode=transaction.livemode,
         kind=transaction.kind.value, invoice_id=refs.invoice_id, payment_id=refs.payment_id,
         refund_id=refs.refund_id, description=transaction.description[:200], created_at=now,
     )  # fmt: skip
     entries = [
-        LedgerEntry(
+        build(
+            LedgerEntry,
             id=f"{transaction_id}_{position:02d}",
             merchant_id=entry.account.merchant_id,
             livemode=entry.account.livemode,

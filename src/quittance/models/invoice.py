@@ -48,7 +48,9 @@ class Invoice(Base):
     lifetime: Mapped[int]  # seconds, counted from finalisation
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempts_limit: Mapped[int]
-    attempts_count: Mapped[int] = mapped_column(default=0)
+    attempts_count: Mapped[int] = mapped_column(default=0)  # failed attempts
+    # Every payment attempt so far, whatever became of it: the next attempt's number minus 1.
+    payments_count: Mapped[int] = mapped_column(default=0, server_default="0")
     last_payment_error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
     # Reference, description and customer, case-folded in Python so free-text search behaves

@@ -85,13 +85,16 @@ async def pay(
         attempt: service.Attempt = await run.db.write_grouped(start)
         call = await run_in_threadpool(service.call_provider, attempt, settings)
 
-        def record(session: Session) -> dict[str, Any]:
-            payment, invoice = service.record_call(session, attempt, call, settings)
-            document = render_payment(payment)
-            document["invoice"] = render_invoice(invoice, settings.public_base_url)
-            return document
+        def record(session: Session) -> service.Recorded:
+            return service.record_call(session, attempt, call, settings)
 
-        return 200, await run.db.write_grouped(record)
+        # Rendered here, once committed, from the rows as written (out of the writer's batch).
+        recorded: service.Recorded = await run.db.write_grouped(record)
+        document = render_payment(recorded.payment)
+        document["invoice"] = recorded.invoice_document or render_invoice(
+            recorded.invoice, settings.public_base_url
+        )
+        return 200, document
 
     return await run.run_steps_grouped(handle)
 

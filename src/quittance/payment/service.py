@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from quittance import clock
 from quittance.auth.dependencies import Caller
 from quittance.config import Settings
-from quittance.db.rows import insert_rows
+from quittance.db.rows import build, insert_rows, select_rows
 from quittance.domain.errors import Conflict, NotFound, QuittanceError
 from quittance.domain.exchange import ExchangeRate, convert, received_value
 from quittance.domain.fees import FeeSchedule, Received, Terms, advance, charge, commission
@@ -44,7 +44,7 @@ from quittance.payment.routing import (
     unavailable_reason,
 )
 from quittance.payment.schemas import PayRequest, render_payment
-from quittance.payment.writes import detach, write_back
+from quittance.payment.writes import write_back
 from quittance.payment_method.service import get_payment_method, new_payment_method
 from quittance.pricing.repository import fee_schedule
 from quittance.pricing.service import rate_for
@@ -132,13 +132,12 @@ def start_attempt(
     The payer's country is decided as for pay options: the customer's, else the CDN header's.
     """
     base_url = settings.public_base_url
-    invoice = load_for_change(session, caller, invoice_id, base_url)
+    # Locked and detached: its changes are written with one UPDATE at the end.
+    invoice = load_for_change(session, caller, invoice_id, base_url, detached=True)
     if invoice.status not in PAYABLE:
         raise InvoiceNotPayable(
             f"An invoice that is {invoice.status} cannot be paid.", invoice_status=invoice.status
         )
-    # Locked; its changes are written with one UPDATE at the end instead of an ORM flush.
-    detach(session, invoice)
     method = _payment_method(session, caller, invoice, body, settings)
     config = method_routing(session, caller.merchant_id, caller.livemode, method.type)
     if config is None:
@@ -158,17 +157,14 @@ def start_attempt(
         payer_currency=body.payment_currency if body is not None else None,
     )  # fmt: skip
     now = clock.now()
-    attempt = 1 + int(
-        session.connection()
-        .execute(_ATTEMPTS, {"merchant_id": invoice.merchant_id, "invoice_id": invoice.id})
-        .scalar_one()
-    )
-    payment = Payment(
+    invoice.payments_count += 1
+    payment = build(
+        Payment,
         id=new_id("pay"),
         merchant_id=caller.merchant_id,
         livemode=caller.livemode,
         invoice_id=invoice.id,
-        attempt=attempt,
+        attempt=invoice.payments_count,
         status=PaymentStatus.PENDING.value,
         method=method.type,
         payment_method_id=method.id,
@@ -195,8 +191,8 @@ def start_attempt(
     # Inserted through the driver (as create inserts invoices): a new attempt needs none of the
     # unit of work's tracking; the object is only read from here on.
     insert_rows(session, [payment])
-    change_status(session, invoice, Status.PROCESSING, Trigger.ATTEMPT_START, base_url)
-    _payment_event(session, payment, invoice, "payment.created", settings)
+    moved = change_status(session, invoice, Status.PROCESSING, Trigger.ATTEMPT_START, base_url)
+    _payment_event(session, payment, invoice, "payment.created", settings, moved.data["object"])
     write_back(session, invoice)
     return Attempt(
         payment.id, caller.merchant_id, caller.livemode, invoice.id, price.payer_amount,
@@ -204,18 +200,6 @@ def start_attempt(
         descriptor(options.descriptor_template, options.merchant_name, invoice), tuple(chosen),
         price.schedule,
     )  # fmt: skip
-
-
-# The attempts an invoice has had (a plain Core read: no autoflush, no ORM entities).
-_payments = Payment.__table__.c
-_ATTEMPTS = (
-    select(func.count())
-    .select_from(Payment.__table__)
-    .where(
-        _payments.merchant_id == bindparam("merchant_id"),
-        _payments.invoice_id == bindparam("invoice_id"),
-    )
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,9 +303,19 @@ def call_provider(attempt: Attempt, settings: Settings) -> CallOutcome:
     return outcome
 
 
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """The answer recorded: the payment and its invoice (detached, as written), and the
+    invoice's document as it now stands when its events rendered it."""
+
+    payment: Payment
+    invoice: Invoice
+    invoice_document: dict[str, Any] | None
+
+
 def record_call(
     session: Session, attempt: Attempt, call: CallOutcome, settings: Settings
-) -> tuple[Payment, Invoice]:
+) -> Recorded:
     """Step 3: record the provider's answer.
 
     If the worker already finished the attempt, only money it did not know of is recorded
@@ -329,26 +323,30 @@ def record_call(
     out, the outcome is unknown, not a failure: the payment stays pending and the worker asks
     the provider.
     """
-    payment, invoice = lock_payment(
-        session, attempt.merchant_id, attempt.payment_id, invoice_id=attempt.invoice_id
-    )
-    # Both are locked; their changes are written with one UPDATE each instead of ORM flushes.
-    detach(session, invoice, payment)
-    _record(session, payment, invoice, call, settings, attempt.schedule)
+    # Both locked and detached: their changes are written with one UPDATE each.
+    invoice = invoice_repository.lock_detached(session, attempt.merchant_id, attempt.invoice_id)
+    payments = select_rows(
+        session, Payment, {"id": attempt.payment_id, "merchant_id": attempt.merchant_id},
+        lock=True,
+    )  # fmt: skip
+    if invoice is None or not payments:
+        raise PaymentNotFound(f"No payment {attempt.payment_id!r} exists.")
+    payment = payments[0]
+    document = _record(session, payment, invoice, call, settings, attempt.schedule)
     write_back(session, invoice)
     write_back(session, payment)
-    return payment, invoice
+    return Recorded(payment, invoice, document)
 
 
 def _record(
     session: Session, payment: Payment, invoice: Invoice, call: CallOutcome, settings: Settings,
     schedule: FeeSchedule | None,
-) -> None:  # fmt: skip
+) -> dict[str, Any] | None:  # fmt: skip
     result = call.result
     if payment.status not in OPEN:
         if result is not None and result.amount_received > payer_received(payment):
-            apply_result(session, invoice, payment, result, settings)
-        return
+            return apply_result(session, invoice, payment, result, settings)
+        return None
     payment.routing = call.routing
     if call.route is not None:
         payment.provider = call.route.provider
@@ -363,7 +361,7 @@ def _record(
             error = call.error or ProviderError("No provider connection answered.")
             result = PaymentResult(Outcome.DECLINED, "", error_code=error.code,
                                    error_message=error.message)  # fmt: skip
-    apply_result(session, invoice, payment, result, settings, schedule=schedule)
+    return apply_result(session, invoice, payment, result, settings, schedule=schedule)
 
 
 def lock_payment(
@@ -399,11 +397,12 @@ _LOCK_PAYMENT = (
 def apply_result(
     session: Session, invoice: Invoice, payment: Payment, result: PaymentResult,
     settings: Settings, *, schedule: FeeSchedule | _Unread | None = UNREAD,
-) -> None:  # fmt: skip
+) -> dict[str, Any] | None:  # fmt: skip
     """Move a payment and its invoice to what the provider says; the one place that does.
 
     `schedule` is the payment's fee schedule when the caller has just read it (the pay
-    request's own answer); otherwise the one in force now is read.
+    request's own answer); otherwise the one in force now is read. Return the invoice's
+    document as it now stands if an event rendered it (one render serves every event).
     """
     now = clock.now()
     before = PaymentStatus(payment.status)
@@ -437,15 +436,17 @@ def apply_result(
         payment.amount_authorized = payment.amount
         invoice.amount_authorized += payment.amount
     invoice.updated_at = now
-    _move_invoice(session, invoice, payment, result, received, settings)
+    document = _move_invoice(session, invoice, payment, result, received, settings)
     if target is not before:
         kind = EVENTS.get(target, "payment.pending")
-        _payment_event(session, payment, invoice, kind, settings)
     elif first_answer and target is PaymentStatus.PENDING:
         # The provider's first answer: it may carry transfer instructions for the payer.
-        _payment_event(session, payment, invoice, "payment.pending", settings)
+        kind = "payment.pending"
     elif moved:
-        _payment_event(session, payment, invoice, "payment.updated", settings)
+        kind = "payment.updated"
+    else:
+        return document
+    return _payment_event(session, payment, invoice, kind, settings, document)
 
 
 def payer_received(payment: Payment) -> int:
@@ -534,10 +535,13 @@ def receive(
 def _move_invoice(
     session: Session, invoice: Invoice, payment: Payment, result: PaymentResult, received: int,
     settings: Settings,
-) -> None:  # fmt: skip
+) -> dict[str, Any] | None:  # fmt: skip
+    """Move the invoice after a payment's answer; return the invoice document its event
+    carries, if it wrote one (the invoice as it now stands)."""
     base_url = settings.public_base_url
     status = Status(invoice.status)
     paid_in_full = invoice.amount_paid >= invoice.amount
+    move: tuple[Status, Trigger] | None = None
     if status in (Status.PROCESSING, Status.PROCESS_PENDING):
         if result.outcome is Outcome.DECLINED:
             invoice.attempts_count += 1
@@ -547,52 +551,57 @@ def _move_invoice(
                 "payment": payment.id,
             }
             if invoice.attempts_count >= invoice.attempts_limit:
-                target, trigger = Status.PROCESS_FAILED, Trigger.ATTEMPTS_EXHAUSTED
+                move = Status.PROCESS_FAILED, Trigger.ATTEMPTS_EXHAUSTED
             elif invoice.amount_paid > 0:
-                target, trigger = Status.PARTIALLY_PROCESSED, Trigger.PAYMENT_FAILED
+                move = Status.PARTIALLY_PROCESSED, Trigger.PAYMENT_FAILED
             else:
-                target, trigger = Status.CREATED, Trigger.PAYMENT_FAILED
-            change_status(session, invoice, target, trigger, base_url)
+                move = Status.CREATED, Trigger.PAYMENT_FAILED
         elif paid_in_full or result.outcome is Outcome.AUTHORIZED:
             invoice.last_payment_error = None
-            change_status(session, invoice, Status.PROCESSED, Trigger.PAYMENT_SUCCEEDED, base_url)
+            move = Status.PROCESSED, Trigger.PAYMENT_SUCCEEDED
         elif invoice.amount_paid > 0 and result.outcome is not Outcome.REQUIRES_ACTION:
-            change_status(
-                session, invoice, Status.PARTIALLY_PROCESSED, Trigger.PAYMENT_PARTIAL, base_url
-            )
+            move = Status.PARTIALLY_PROCESSED, Trigger.PAYMENT_PARTIAL
         elif result.outcome is Outcome.PENDING and status is Status.PROCESSING:
-            change_status(session, invoice, Status.PROCESS_PENDING, Trigger.PAYMENT_PENDING,
-                          base_url)  # fmt: skip
-        return
+            move = Status.PROCESS_PENDING, Trigger.PAYMENT_PENDING
+        if move is None:
+            return None
+        return change_status(session, invoice, *move, base_url).data["object"]  # type: ignore[no-any-return]
     if not received:
-        return
+        return None
     if status in (Status.CREATED, Status.PARTIALLY_PROCESSED):
         # Money outside an attempt: a later transfer, or a provider's late answer.
         if paid_in_full:
             invoice.last_payment_error = None
-            change_status(session, invoice, Status.PROCESSED, Trigger.PAYMENT_SUCCEEDED, base_url)
-            return
-        if status is Status.CREATED:
-            change_status(
-                session, invoice, Status.PARTIALLY_PROCESSED, Trigger.PAYMENT_PARTIAL, base_url
-            )
-            return
+            move = Status.PROCESSED, Trigger.PAYMENT_SUCCEEDED
+        elif status is Status.CREATED:
+            move = Status.PARTIALLY_PROCESSED, Trigger.PAYMENT_PARTIAL
+        if move is not None:
+            return change_status(session, invoice, *move, base_url).data["object"]  # type: ignore[no-any-return]
     if status in (Status.EXPIRED, Status.TERMINATED, Status.CANCELLED, Status.PROCESS_FAILED):
         invoice.paid_late = True  # money is recorded, never dropped
         kind = "invoice.paid_late"
     else:
         kind = "invoice.payment_received"
+    document = render_invoice(invoice, base_url)
     events.record(
         session, merchant_id=invoice.merchant_id, livemode=invoice.livemode, type=kind,
-        invoice_id=invoice.id, data={"object": render_invoice(invoice, base_url),
-                                     "payment": payment.id, "amount": received},
+        invoice_id=invoice.id, data={"object": document, "payment": payment.id,
+                                     "amount": received},
     )  # fmt: skip
+    return document
 
 
 def _payment_event(
-    session: Session, payment: Payment, invoice: Invoice, kind: str, settings: Settings
-) -> None:
+    session: Session, payment: Payment, invoice: Invoice, kind: str, settings: Settings,
+    invoice_document: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Write a payment event; return the invoice document it carries.
+
+    `invoice_document`: the invoice rendered as it stands now, when the caller has it already.
+    """
     options = options_snapshot(session, payment.merchant_id, payment.livemode)
+    if invoice_document is None:
+        invoice_document = render_invoice(invoice, settings.public_base_url)
     events.record(
         session,
         merchant_id=payment.merchant_id,
@@ -603,9 +612,10 @@ def _payment_event(
             "object": render_payment(
                 payment, expose_provider_response=options.expose_internal_callback_data
             ),
-            "invoice": render_invoice(invoice, settings.public_base_url),
+            "invoice": invoice_document,
         },
     )
+    return invoice_document
 
 
 def get_payment(session: Session, caller: Caller, payment_id: str) -> Payment:

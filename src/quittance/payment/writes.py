@@ -2,8 +2,8 @@
 
 A pay changes the invoice and the payment it has locked, in each of its two transactions. A
 flush of the ORM's unit of work costs several times the UPDATE it emits, so on the pay path
-those rows are taken out of the session once loaded and locked (`detach`), changed as usual,
-and written back with one UPDATE each (`write_back`). As with `db.rows.insert_rows`, each
+those rows are read locked and detached through the driver (`db.rows.select_rows`), changed as
+usual, and written back with one UPDATE each (`write_back`). As with `db.rows.insert_rows`, each
 statement is built once (per mapped class, set of changed columns and dialect) with the
 driver's own placeholders and each column's bind processor, and runs on the DBAPI cursor of
 the session's connection, inside the session's transaction.
@@ -15,11 +15,11 @@ from typing import Any, cast
 
 from sqlalchemy import Dialect, Table, inspect
 from sqlalchemy.orm import Mapper, Session
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from quittance.db.base import Base
-from quittance.db.rows import execute_driver
+from quittance.db.rows import column_keys, execute_driver
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,22 +30,7 @@ class _Plan:
 
 
 _plans: dict[tuple[type[Base], frozenset[str], str], _Plan] = {}
-_column_keys: dict[type[Base], frozenset[str]] = {}
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
-
-
-def detach(session: Session, *objects: Base) -> None:
-    """Take loaded rows out of the session: their changes are written by `write_back` only."""
-    for obj in objects:
-        session.expunge(obj)
-
-
-def _columns_of(cls: type[Base]) -> frozenset[str]:
-    keys = _column_keys.get(cls)
-    if keys is None:
-        mapper: Mapper[Any] = inspect(cls)
-        keys = _column_keys[cls] = frozenset(prop.key for prop in mapper.column_attrs)
-    return keys
 
 
 def _plan(cls: type[Base], changed: frozenset[str], dialect: Dialect) -> _Plan:
@@ -76,20 +61,20 @@ def _plan(cls: type[Base], changed: frozenset[str], dialect: Dialect) -> _Plan:
 
 def write_back(session: Session, obj: Base) -> None:
     """UPDATE the columns of a detached, locked row that changed since it was loaded."""
-    state = inspect(obj)
-    attributes = state.attrs
-    # As the ORM's flush: a column set to the value it had is not written (JSON's None stays
-    # whatever NULL it was stored as).
+    state = instance_state(obj)
+    values = state.dict
+    columns = column_keys(type(obj))
+    # As the ORM's flush: only columns assigned since the load (the ORM keeps their loaded
+    # value in `committed_state`), and of those only the ones set to a different value.
     changed = frozenset(
         key
-        for key in _columns_of(type(obj)).difference(state.unmodified)
-        if attributes[key].history.has_changes()
+        for key, loaded in state.committed_state.items()
+        if key in columns and values.get(key) != loaded
     )
     if not changed:
         return
     connection = session.connection()
     plan = _plan(type(obj), changed, connection.dialect)
-    values = state.dict
     row = tuple(
         values.get(attribute) if processor is None else processor(values.get(attribute))
         for attribute, processor in plan.columns

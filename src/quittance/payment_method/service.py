@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session
 from quittance import clock
 from quittance.auth.dependencies import Caller
 from quittance.config import Settings
+from quittance.db.rows import build
 from quittance.domain.errors import NotFound, QuittanceError
 from quittance.domain.ids import new_id
 from quittance.models import PaymentMethod
@@ -51,7 +52,8 @@ def new_payment_method(
         raise ProviderNotAvailable(
             "No live provider is configured to tokenise payment methods yet."
         )
-    method = PaymentMethod(
+    method = build(
+        PaymentMethod,
         id=new_id("pm"),
         merchant_id=caller.merchant_id,
         livemode=caller.livemode,
