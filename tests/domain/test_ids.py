@@ -1,10 +1,11 @@
+import os
 import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quittance.domain.ids import _ALPHABET, _encode, new_id, new_token
+from quittance.domain.ids import _ALPHABET, _encode, new_id, new_token, random_bytes
 
 
 def test_ids_are_prefixed_and_time_sortable() -> None:
@@ -49,3 +50,26 @@ def test_the_encoding_keeps_the_order_of_values() -> None:
     edges = [0, 1, 31, 32, 2**80 - 1, 2**80, 2**127, 2**128 - 1]
     assert [_encode(v) for v in edges] == [_digits(v) for v in edges]
     assert sorted(_encode(v) for v in edges) == [_encode(v) for v in sorted(edges)]
+
+
+def test_random_bytes_come_in_fresh_slices_across_refills() -> None:
+    slices = [random_bytes(10) for _ in range(2_000)]  # several refills of the 4 KiB pool
+    assert all(len(piece) == 10 for piece in slices)
+    assert len(set(slices)) == len(slices)
+    assert len(random_bytes(10_000)) == 10_000  # more than a pool's worth at once
+
+
+def test_a_forked_child_never_repeats_its_parents_randomness() -> None:
+    random_bytes(1)  # the parent's pool is filled: a child would copy it
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child process
+        os.close(reader)
+        os.write(writer, random_bytes(32))
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        from_child = pipe.read()
+    os.waitpid(child, 0)
+    assert len(from_child) == 32
+    assert from_child != random_bytes(32)

@@ -4,8 +4,8 @@ An id is 48 bits of Unix milliseconds followed by 80 random bits, written in Cro
 base32, so ids sort by creation time and cannot be guessed from one another.
 """
 
+import base64
 import os
-import secrets
 import threading
 import time
 
@@ -35,6 +35,37 @@ PREFIXES = frozenset(
 )
 
 
+# Randomness is read from the kernel 4 KiB at a time and handed out in slices: a call to
+# `os.urandom` releases the GIL, and on a busy server taking it back can cost far more than the
+# call (the thread waits for the one that took it). A child process starts with an empty pool
+# so that it never repeats its parent's bytes.
+_POOL_SIZE = 4096
+_pool_lock = threading.Lock()
+_pool = b""
+_pool_used = 0
+
+
+def _reset_pool() -> None:
+    global _pool, _pool_used
+    _pool, _pool_used = b"", 0
+
+
+os.register_at_fork(after_in_child=_reset_pool)
+
+
+def random_bytes(n: int) -> bytes:
+    """`n` bytes from the operating system's CSPRNG (as `os.urandom`), through the pool."""
+    global _pool, _pool_used
+    if n > _POOL_SIZE:
+        return os.urandom(n)
+    with _pool_lock:
+        if _pool_used + n > len(_pool):
+            _pool, _pool_used = os.urandom(_POOL_SIZE), 0
+        start = _pool_used
+        _pool_used = start + n
+        return _pool[start : start + n]
+
+
 def _encode(value: int) -> str:
     """`value` (128 bits) as 26 Crockford base32 digits (130 bits, the first two zero), most
     significant first."""
@@ -53,7 +84,7 @@ def new_id(prefix: str, *, now_ms: int | None = None) -> str:
     if prefix not in PREFIXES:
         raise ValueError(f"unknown id prefix {prefix!r}")
     millis = int(time.time() * 1000) if now_ms is None else now_ms
-    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+    value = (millis << 80) | int.from_bytes(random_bytes(10), "big")
     return f"{prefix}_{_encode(value)}"
 
 
@@ -71,7 +102,7 @@ def new_ordered_id(prefix: str) -> str:
     if prefix not in PREFIXES:
         raise ValueError(f"unknown id prefix {prefix!r}")
     with _ordered_lock:
-        value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+        value = (int(time.time() * 1000) << 80) | int.from_bytes(random_bytes(10), "big")
         if value <= _ordered_last:
             value = _ordered_last + 1
         _ordered_last = value
@@ -82,4 +113,4 @@ def new_token(nbytes: int = 24) -> str:
     """Return an unguessable URL-safe token with `nbytes` * 8 bits of entropy (default 192)."""
     if nbytes < 16:
         raise ValueError("a token needs at least 128 bits")
-    return secrets.token_urlsafe(nbytes)
+    return base64.urlsafe_b64encode(random_bytes(nbytes)).rstrip(b"=").decode()
