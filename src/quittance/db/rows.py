@@ -10,13 +10,14 @@ compilation, no cache-key lookup and no result object. The object stays outside 
 
 `build` makes such an object without the instrumented constructor (whose attribute events cost
 more than the INSERT). `select_rows` reads rows the same way, with each column's result
-processor, into detached objects, as a query followed by `Session.expunge` would give: their
-changes are written with `payment.writes.write_back`.
+processor, into detached objects, as a query followed by `Session.expunge` would give (and
+`select_family` a row with its collection, in one statement): their changes are written with
+`payment.writes.write_back`.
 """
 
 import contextlib
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -182,41 +183,92 @@ def _driver_error(
 
 
 @dataclass(frozen=True, slots=True)
-class _Select:
-    sql: str
+class _Shape:
+    """How a mapped class's rows are read: its table, columns, result processors and key."""
+
+    table: str
+    names: tuple[str, ...]  # quoted, qualified with the table
     # (attribute, result processor) per column, in the statement's order.
     columns: tuple[tuple[str, Callable[[Any], Any] | None], ...]
     key_positions: tuple[int, ...]  # where the primary key's columns are in a row
+    binds: Mapping[str, Callable[[Any], Any] | None]  # bind processor per attribute
 
+    def name(self, attribute: str) -> str:
+        return self.names[[key for key, _ in self.columns].index(attribute)]
 
-_selects: dict[tuple[type[Base], tuple[str, ...], str | None, bool, str], _Select] = {}
-
-
-def _select(
-    cls: type[Base], where: tuple[str, ...], order_by: str | None, lock: bool, dialect: Dialect
-) -> _Select:
-    key = (cls, where, order_by, lock, dialect.name)
-    plan = _selects.get(key)
-    if plan is None:
-        mapper: Mapper[Any] = inspect(cls)
-        preparer = dialect.identifier_preparer
-        mark = _PLACEHOLDERS[dialect.paramstyle]
-        quoted = {p.key: preparer.quote(p.columns[0].name) for p in mapper.column_attrs}
-        columns = tuple(
-            (p.key, p.columns[0].type._cached_result_processor(dialect, None))
-            for p in mapper.column_attrs
+    def parameters(self, where: dict[str, Any]) -> tuple[Any, ...]:
+        """`where`'s values as the driver takes them (as SQLAlchemy would bind them)."""
+        binds = self.binds
+        return tuple(
+            value if (bind := binds[attribute]) is None else bind(value)
+            for attribute, value in where.items()
         )
-        table = preparer.format_table(cast(Table, cls.__table__))
-        conditions = " AND ".join(f"{quoted[attribute]} = {mark}" for attribute in where)
-        sql = f"SELECT {', '.join(quoted.values())} FROM {table} WHERE {conditions}"
-        if order_by is not None:
-            sql += f" ORDER BY {quoted[order_by]}"
-        if lock and dialect.name != "sqlite":  # SQLite's write transaction locks everything
-            sql += " FOR UPDATE"
-        primary = [mapper.get_property_by_column(column).key for column in mapper.primary_key]
-        positions = tuple([key for key, _ in columns].index(name) for name in primary)
-        plan = _selects[key] = _Select(sql, columns, positions)
-    return plan
+
+
+@functools.cache
+def _shape(cls: type[Base], dialect: Dialect) -> _Shape:
+    mapper: Mapper[Any] = inspect(cls)
+    preparer = dialect.identifier_preparer
+    table = preparer.format_table(cast(Table, cls.__table__))
+    props = list(mapper.column_attrs)
+    names = tuple(f"{table}.{preparer.quote(p.columns[0].name)}" for p in props)
+    columns = tuple((p.key, p.columns[0].type._cached_result_processor(dialect, None))
+                    for p in props)  # fmt: skip
+    primary = [mapper.get_property_by_column(column).key for column in mapper.primary_key]
+    positions = tuple([key for key, _ in columns].index(name) for name in primary)
+    binds = {p.key: p.columns[0].type._cached_bind_processor(dialect) for p in props}
+    return _Shape(table, names, columns, positions, binds)
+
+
+def _objects(cls: type[B], shape: _Shape, rows: Sequence[Sequence[Any]], start: int) -> list[B]:
+    """Detached objects of `cls` from the columns of `rows` that begin at `start`."""
+    manager = manager_of_class(cls)
+    end = start + len(shape.columns)
+    objects = []
+    for row in rows:
+        obj = manager.new_instance()
+        values = obj.__dict__
+        for (attribute, processor), value in zip(shape.columns, row[start:end], strict=True):
+            values[attribute] = value if processor is None or value is None else processor(value)
+        # Detached, as if loaded and expunged: its identity is known, it is in no session.
+        key = tuple(row[start + i] for i in shape.key_positions)
+        instance_state(obj).key = (cls, key, None)
+        objects.append(obj)
+    return objects
+
+
+def _fetch(session: Session, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+    connection = session.connection()
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(sql, parameters)
+        return list(cursor.fetchall())
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise _driver_error(connection, sql, parameters, exc, dbapi_connection, cursor) from exc
+    finally:
+        with contextlib.suppress(connection.dialect.loaded_dbapi.Error):
+            cursor.close()
+
+
+def _conditions(shape: _Shape, where: tuple[str, ...], dialect: Dialect) -> str:
+    mark = _PLACEHOLDERS[dialect.paramstyle]
+    return " AND ".join(f"{shape.name(attribute)} = {mark}" for attribute in where)
+
+
+@functools.cache
+def _select_sql(
+    cls: type[Base], where: tuple[str, ...], order_by: str | None, lock: bool, dialect: Dialect
+) -> str:
+    shape = _shape(cls, dialect)
+    sql = f"SELECT {', '.join(shape.names)} FROM {shape.table} WHERE "
+    sql += _conditions(shape, where, dialect)
+    if order_by is not None:
+        sql += f" ORDER BY {shape.name(order_by)}"
+    if lock and dialect.name != "sqlite":  # SQLite's write transaction locks everything
+        sql += " FOR UPDATE"
+    return sql
 
 
 def select_rows(
@@ -225,34 +277,48 @@ def select_rows(
 ) -> list[B]:  # fmt: skip
     """The rows of `cls` whose columns equal `where`, read through the driver in the session's
     transaction (`lock`: `FOR UPDATE` where the database has it), as detached objects."""
-    connection = session.connection()
-    plan = _select(cls, tuple(where), order_by, lock, connection.dialect)
-    dbapi_connection = connection.connection.dbapi_connection
-    assert dbapi_connection is not None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(plan.sql, tuple(where.values()))
-        rows = cursor.fetchall()
-    except connection.dialect.loaded_dbapi.Error as exc:
-        raise _driver_error(connection, plan.sql, where, exc, dbapi_connection, cursor) from exc
-    finally:
-        with contextlib.suppress(connection.dialect.loaded_dbapi.Error):
-            cursor.close()
-    manager = manager_of_class(cls)
-    identity = cls
-    objects = []
-    for row in rows:
-        obj = manager.new_instance()
-        values = obj.__dict__
-        for (attribute, processor), value in zip(plan.columns, row, strict=True):
-            values[attribute] = value if processor is None or value is None else processor(value)
-        # Detached, as if loaded and expunged: its identity is known, it is in no session.
-        instance_state(obj).key = (identity, tuple(row[i] for i in plan.key_positions), None)
-        objects.append(obj)
-    return objects
+    dialect = session.connection().dialect
+    shape = _shape(cls, dialect)
+    sql = _select_sql(cls, tuple(where), order_by, lock, dialect)
+    return _objects(cls, shape, _fetch(session, sql, shape.parameters(where)), 0)
 
 
-def attach_children(parents: Sequence[Base], attribute: str, children: Sequence[Base]) -> None:
-    """Set a loaded collection on each parent (`select_rows`' objects), as a load would."""
-    for parent in parents:
-        set_committed_value(parent, attribute, list(children))
+@functools.cache
+def _family_sql(
+    cls: type[Base], where: tuple[str, ...], attribute: str, link: tuple[tuple[str, str], ...],
+    order_by: str, lock: bool, dialect: Dialect,
+) -> str:  # fmt: skip
+    child_cls: type[Base] = inspect(cls).relationships[attribute].mapper.class_
+    shape, child = _shape(cls, dialect), _shape(child_cls, dialect)
+    on = " AND ".join(f"{child.name(c)} = {shape.name(p)}" for c, p in link)
+    sql = (
+        f"SELECT {', '.join(shape.names + child.names)} FROM {shape.table} "
+        f"LEFT OUTER JOIN {child.table} ON {on} WHERE {_conditions(shape, where, dialect)} "
+        f"ORDER BY {child.name(order_by)}"
+    )
+    if lock and dialect.name != "sqlite":
+        sql += f" FOR UPDATE OF {shape.table}"  # the parent's row only
+    return sql
+
+
+def select_family(
+    session: Session, cls: type[B], where: dict[str, Any], *, attribute: str,
+    link: dict[str, str], order_by: str, lock: bool = False,
+) -> B | None:  # fmt: skip
+    """One row of `cls` and its collection `attribute` in one statement (a left join), as
+    `select_rows` reads them: the children whose columns equal the parent's as `link` says
+    (child attribute: parent attribute), ordered by `order_by`. `lock` locks the parent only."""
+    dialect = session.connection().dialect
+    links = tuple(link.items())
+    sql = _family_sql(cls, tuple(where), attribute, links, order_by, lock, dialect)
+    shape = _shape(cls, dialect)
+    rows = _fetch(session, sql, shape.parameters(where))
+    if not rows:
+        return None
+    child_cls: type[Base] = inspect(cls).relationships[attribute].mapper.class_
+    child = _shape(child_cls, dialect)
+    [parent] = _objects(cls, shape, rows[:1], 0)
+    start = len(shape.columns)
+    present = [row for row in rows if row[start + child.key_positions[0]] is not None]
+    set_committed_value(parent, attribute, _objects(child_cls, child, present, start))
+    return parent

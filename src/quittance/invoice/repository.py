@@ -7,9 +7,9 @@ from sqlalchemy import Select, bindparam, exists, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from quittance.auth.dependencies import Caller
-from quittance.db.rows import attach_children, select_rows
+from quittance.db.rows import select_family
 from quittance.domain.invoice import EXPIRABLE
-from quittance.models import Invoice, InvoiceLineItem
+from quittance.models import Invoice
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +76,10 @@ def lock_detached(
     where: dict[str, object] = {"id": invoice_id, "merchant_id": merchant_id}
     if livemode is not None:
         where["livemode"] = livemode
-    found = select_rows(session, Invoice, where, lock=True)
-    if not found:
-        return None
-    lines = select_rows(
-        session, InvoiceLineItem, {"invoice_id": invoice_id, "merchant_id": merchant_id},
-        order_by="position",
+    return select_family(
+        session, Invoice, where, attribute="line_items", lock=True, order_by="position",
+        link={"invoice_id": "id", "merchant_id": "merchant_id"},
     )  # fmt: skip
-    attach_children(found, "line_items", lines)
-    return found[0]
 
 
 def is_invoice_id(value: str) -> bool:
