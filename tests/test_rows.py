@@ -15,7 +15,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from quittance import clock
 from quittance.db.base import Base
-from quittance.db.rows import build, column_keys, insert_rows, select_rows
+from quittance.db.rows import build, column_keys, insert_rows, select_family, select_rows
 from quittance.db.uow import Database
 from quittance.domain.ids import new_ordered_id
 from quittance.invoice.repository import lock_detached
@@ -315,3 +315,16 @@ def test_write_back_without_a_change_writes_nothing(db: Database, api: Api) -> N
         stored = session.get(Invoice, invoice_id)
         assert stored is not None
         assert _columns(stored, Invoice) == _columns(invoice, Invoice)
+
+
+def test_select_family_refuses_a_where_that_names_several_parents(db: Database, api: Api) -> None:
+    first = api.create_invoice(amount=1000, currency="EUR")
+    second = api.create_invoice(amount=2000, currency="EUR")
+    family = {"attribute": "line_items", "link": {"invoice_id": "id"}, "order_by": "position"}
+    with db.read() as session:
+        both = {"merchant_id": api.merchant.id, "livemode": False}
+        with pytest.raises(ValueError, match="matches 2 rows of Invoice"):
+            select_family(session, Invoice, both, **family)
+        one = select_family(session, Invoice, {"id": second["id"]}, **family)
+        assert one is not None and (one.id, one.amount, one.line_items) == (second["id"], 2000, [])
+        assert first["id"] != second["id"]

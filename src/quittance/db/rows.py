@@ -307,7 +307,8 @@ def select_family(
 ) -> B | None:  # fmt: skip
     """One row of `cls` and its collection `attribute` in one statement (a left join), as
     `select_rows` reads them: the children whose columns equal the parent's as `link` says
-    (child attribute: parent attribute), ordered by `order_by`. `lock` locks the parent only."""
+    (child attribute: parent attribute), ordered by `order_by`. `where` must name at most one
+    row (its key); `lock` locks that row only, not its children."""
     dialect = session.connection().dialect
     links = tuple(link.items())
     sql = _family_sql(cls, tuple(where), attribute, links, order_by, lock, dialect)
@@ -317,6 +318,9 @@ def select_family(
         return None
     child_cls: type[Base] = inspect(cls).relationships[attribute].mapper.class_
     child = _shape(child_cls, dialect)
+    keys = {tuple(row[i] for i in shape.key_positions) for row in rows}
+    if len(keys) > 1:
+        raise ValueError(f"select_family: {where!r} matches {len(keys)} rows of {cls.__name__}")
     [parent] = _objects(cls, shape, rows[:1], 0)
     start = len(shape.columns)
     present = [row for row in rows if row[start + child.key_positions[0]] is not None]
