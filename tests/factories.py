@@ -1,5 +1,6 @@
 """Factory functions and a thin API client for tests."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -7,6 +8,8 @@ import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from quittance.app import create_app
+from quittance.config import Settings
 from quittance.db.uow import Database
 from quittance.merchant.service import create_api_key, create_merchant
 from quittance.models import Event, IdempotencyKey, Invoice, InvoiceLineItem
@@ -102,3 +105,11 @@ def record_lane(monkeypatch: Any, lane: type[Any]) -> list[bool]:
 
     monkeypatch.setattr(lane, "__call__", recording)
     return outcomes
+
+
+def route_only_client(settings: Settings, db: Database) -> Iterator[TestClient]:
+    """A client of the same app with the fast lanes switched off: every request takes its
+    FastAPI route (for a fixture: `yield from route_only_client(settings, db)`)."""
+    app = create_app(settings.model_copy(update={"fast_lane": False}), db)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client

@@ -15,12 +15,18 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from quittance import clock
 from quittance.db.base import Base
-from quittance.db.rows import build, column_keys, insert_rows, select_family, select_rows
+from quittance.db.rows import (
+    build,
+    column_keys,
+    insert_rows,
+    select_family,
+    select_rows,
+    write_back,
+)
 from quittance.db.uow import Database
 from quittance.domain.ids import new_ordered_id
 from quittance.invoice.repository import lock_detached
 from quittance.models import Event, Invoice, InvoiceLineItem, Payment
-from quittance.payment.writes import write_back
 from tests.factories import Api, MerchantFactory
 
 

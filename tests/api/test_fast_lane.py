@@ -12,14 +12,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, select
 
-from quittance.app import create_app
 from quittance.config import Settings
 from quittance.db.uow import Database
 from quittance.invoice.fast_lane import CreateInvoiceLane
 from quittance.merchant.service import create_api_key
 from quittance.models import Event, Invoice, InvoiceLineItem, WebhookDelivery, WebhookEndpoint
 from tests.api.helpers import assert_problem, unchanged
-from tests.factories import Api, MerchantFactory, record_lane
+from tests.factories import Api, MerchantFactory, record_lane, route_only_client
 
 # Differ between any two invoices, whichever path made them.
 _VARYING = {"id", "created_at", "updated_at", "finalized_at", "expires_at", "redirect_url"}
@@ -58,9 +57,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 @pytest.fixture(scope="module")
 def route_only(settings: Settings, db: Database) -> Iterator[TestClient]:
     """The same app with the lane switched off: every create takes the FastAPI route."""
-    app = create_app(settings.model_copy(update={"fast_lane": False}), db)
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        yield test_client
+    yield from route_only_client(settings, db)
 
 
 def _comparable(document: dict[str, Any]) -> dict[str, Any]:

@@ -11,13 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from quittance.app import create_app
 from quittance.config import Settings
 from quittance.db.uow import Database
 from quittance.models import Event, LedgerEntry, LedgerTransaction, Payment
 from quittance.payment.fast_lane import PayLane
 from tests.api.helpers import assert_problem, unchanged
-from tests.factories import Api, record_lane
+from tests.factories import Api, record_lane, route_only_client
 from tests.payment.helpers import DECLINED, SUCCEEDS, problem
 
 
@@ -29,9 +28,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
 @pytest.fixture(scope="module")
 def route_only(pay_settings: Settings, db: Database) -> Iterator[TestClient]:
-    app = create_app(pay_settings.model_copy(update={"fast_lane": False}), db)
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        yield test_client
+    yield from route_only_client(pay_settings, db)
 
 
 def _card(number: str) -> dict[str, Any]:

@@ -11,21 +11,23 @@ compilation, no cache-key lookup and no result object. The object stays outside 
 `build` makes such an object without the instrumented constructor (whose attribute events cost
 more than the INSERT). `select_rows` reads rows the same way, with each column's result
 processor, into detached objects, as a query followed by `Session.expunge` would give (and
-`select_family` a row with its collection, in one statement): their changes are written with
-`payment.writes.write_back`.
+`select_family` a row with its collection, in one statement). Their changes are written back
+with one UPDATE each (`write_back`): a flush of the ORM's unit of work costs several times the
+UPDATE it emits.
 """
 
 import contextlib
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Dialect, Table, inspect
-from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.base import manager_of_class
+from sqlalchemy.orm.exc import StaleDataError
 
 from quittance.db.base import Base
 
@@ -125,7 +127,7 @@ def flush_deferred(session: Session) -> None:
     connection = session.connection()
     order = _table_order()
     for plan in sorted(deferred, key=lambda p: order[p.table]):
-        _execute(connection, plan, deferred[plan])
+        execute_driver(connection, plan.sql, deferred[plan])
 
 
 def insert_rows(session: Session, objects: Sequence[Base]) -> None:
@@ -140,46 +142,41 @@ def insert_rows(session: Session, objects: Sequence[Base]) -> None:
     if deferred is not None:
         deferred.setdefault(plan, []).extend(rows)
         return
-    _execute(connection, plan, rows)
-
-
-def _execute(connection: Connection, plan: _Plan, rows: list[tuple[Any, ...]]) -> None:
     execute_driver(connection, plan.sql, rows)
 
 
-def execute_driver(connection: Connection, sql: str, rows: list[tuple[Any, ...]]) -> int:
-    """Run a prebuilt statement (the driver's placeholders) once per row on the DBAPI cursor
-    of `connection`, inside its transaction; return the cursor's row count."""
+@contextlib.contextmanager
+def _driver_cursor(connection: Connection, sql: str, parameters: Any) -> Iterator[Any]:
+    """A DBAPI cursor of `connection` (inside its transaction), closed afterwards. A driver
+    error is raised as SQLAlchemy would raise it (IntegrityError, OperationalError, ...), and a
+    connection the database has closed is dropped so the pool does not hand it out again."""
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
     cursor = dbapi_connection.cursor()
     try:
-        if len(rows) == 1:
-            cursor.execute(sql, rows[0])
-        else:
-            cursor.executemany(sql, rows)
-        return int(cursor.rowcount)
+        yield cursor
     except connection.dialect.loaded_dbapi.Error as exc:
-        raise _driver_error(connection, sql, rows, exc, dbapi_connection, cursor) from exc
+        disconnected = connection.dialect.is_disconnect(exc, dbapi_connection, cursor)
+        if disconnected:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            sql, parameters, exc, connection.dialect.loaded_dbapi.Error,
+            connection_invalidated=disconnected, dialect=connection.dialect,
+        ) from exc  # fmt: skip
     finally:
         with contextlib.suppress(connection.dialect.loaded_dbapi.Error):
             cursor.close()
 
 
-def _driver_error(
-    connection: Connection, sql: str, parameters: Any, exc: Any, dbapi_connection: Any,
-    cursor: Any,
-) -> StatementError:  # fmt: skip
-    """What SQLAlchemy would raise (IntegrityError, OperationalError, ...) for a driver error;
-    a connection the database has closed is dropped so the pool does not hand it out again."""
-    disconnected = connection.dialect.is_disconnect(exc, dbapi_connection, cursor)
-    if disconnected:
-        connection.invalidate(exc)
-    error: StatementError = DBAPIError.instance(
-        sql, parameters, exc, connection.dialect.loaded_dbapi.Error,
-        connection_invalidated=disconnected, dialect=connection.dialect,
-    )  # fmt: skip
-    return error
+def execute_driver(connection: Connection, sql: str, rows: list[tuple[Any, ...]]) -> int:
+    """Run a prebuilt statement (the driver's placeholders) once per row on the DBAPI cursor
+    of `connection`, inside its transaction; return the cursor's row count."""
+    with _driver_cursor(connection, sql, rows) as cursor:
+        if len(rows) == 1:
+            cursor.execute(sql, rows[0])
+        else:
+            cursor.executemany(sql, rows)
+        return int(cursor.rowcount)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,18 +235,9 @@ def _objects(cls: type[B], shape: _Shape, rows: Sequence[Sequence[Any]], start: 
 
 
 def _fetch(session: Session, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
-    connection = session.connection()
-    dbapi_connection = connection.connection.dbapi_connection
-    assert dbapi_connection is not None
-    cursor = dbapi_connection.cursor()
-    try:
+    with _driver_cursor(session.connection(), sql, parameters) as cursor:
         cursor.execute(sql, parameters)
         return list(cursor.fetchall())
-    except connection.dialect.loaded_dbapi.Error as exc:
-        raise _driver_error(connection, sql, parameters, exc, dbapi_connection, cursor) from exc
-    finally:
-        with contextlib.suppress(connection.dialect.loaded_dbapi.Error):
-            cursor.close()
 
 
 def _conditions(shape: _Shape, where: tuple[str, ...], dialect: Dialect) -> str:
@@ -326,3 +314,66 @@ def select_family(
     present = [row for row in rows if row[start + child.key_positions[0]] is not None]
     set_committed_value(parent, attribute, _objects(child_cls, child, present, start))
     return parent
+
+
+@dataclass(frozen=True, slots=True)
+class _UpdatePlan:
+    sql: str
+    # (attribute, bind processor) per SET column, then per primary-key column.
+    columns: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+
+
+_update_plans: dict[tuple[type[Base], frozenset[str], str], _UpdatePlan] = {}
+
+
+def _update_plan(cls: type[Base], changed: frozenset[str], dialect: Dialect) -> _UpdatePlan:
+    key = (cls, changed, dialect.name)
+    plan = _update_plans.get(key)
+    if plan is None:
+        mapper: Mapper[Any] = inspect(cls)
+        preparer = dialect.identifier_preparer
+        mark = _PLACEHOLDERS[dialect.paramstyle]
+        sets, wheres, columns = [], [], []
+        for prop in mapper.column_attrs:
+            if prop.key in changed:
+                column = prop.columns[0]
+                sets.append(f"{preparer.quote(column.name)} = {mark}")
+                columns.append((prop.key, column.type._cached_bind_processor(dialect)))
+        for key_column in mapper.primary_key:
+            key_prop = mapper.get_property_by_column(key_column)
+            wheres.append(f"{preparer.quote(key_column.name)} = {mark}")
+            columns.append((key_prop.key, key_column.type._cached_bind_processor(dialect)))
+        table = cast(Table, mapper.local_table)
+        sql = (
+            f"UPDATE {preparer.format_table(table)} SET {', '.join(sets)} "
+            f"WHERE {' AND '.join(wheres)}"
+        )
+        plan = _update_plans[key] = _UpdatePlan(sql, tuple(columns))
+    return plan
+
+
+def write_back(session: Session, obj: Base) -> None:
+    """UPDATE the columns of a detached, locked row that changed since it was loaded."""
+    state = instance_state(obj)
+    values = state.dict
+    columns = column_keys(type(obj))
+    # As the ORM's flush: only columns assigned since the load (the ORM keeps their loaded
+    # value in `committed_state`), and of those only the ones set to a different value.
+    changed = frozenset(
+        key
+        for key, loaded in state.committed_state.items()
+        if key in columns and values.get(key) != loaded
+    )
+    if not changed:
+        return
+    connection = session.connection()
+    plan = _update_plan(type(obj), changed, connection.dialect)
+    row = tuple(
+        values.get(attribute) if processor is None else processor(values.get(attribute))
+        for attribute, processor in plan.columns
+    )
+    matched = execute_driver(connection, plan.sql, [row])
+    if matched != 1:  # as the ORM's flush would: the row was expected to be there
+        raise StaleDataError(f"UPDATE of {type(obj).__name__} matched {matched} rows, not 1.")
+    for attribute in changed:  # what was written is now the row's committed state
+        set_committed_value(obj, attribute, values.get(attribute))

@@ -72,7 +72,7 @@ def lock_detached(
 ) -> Invoice | None:
     """Lock an invoice of the merchant (in `livemode`, when given) and read it with its lines
     through the driver, detached: for the pay path, which writes its changes with
-    `payment.writes.write_back` (a load through the ORM costs more than the whole statement)."""
+    `db.rows.write_back` (a load through the ORM costs more than the whole statement)."""
     where: dict[str, object] = {"id": invoice_id, "merchant_id": merchant_id}
     if livemode is not None:
         where["livemode"] = livemode

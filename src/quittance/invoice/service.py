@@ -195,7 +195,7 @@ def load_for_change(
     """Lock an invoice for a change, applying a lifetime that has already passed.
 
     `detached`: read through the driver, outside the session (`repository.lock_detached`); the
-    caller writes the changes with `payment.writes.write_back`.
+    caller writes the changes with `db.rows.write_back`.
     """
     if detached:
         invoice = repository.lock_detached(

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from quittance import clock
 from quittance.auth.dependencies import Caller
 from quittance.config import Settings
-from quittance.db.rows import build, insert_rows, select_rows
+from quittance.db.rows import build, insert_rows, select_rows, write_back
 from quittance.domain.errors import Conflict, NotFound, QuittanceError
 from quittance.domain.exchange import ExchangeRate, convert, received_value
 from quittance.domain.fees import FeeSchedule, Received, Terms, advance, charge, commission
@@ -44,7 +44,6 @@ from quittance.payment.routing import (
     unavailable_reason,
 )
 from quittance.payment.schemas import PayRequest, render_payment
-from quittance.payment.writes import write_back
 from quittance.payment_method.service import get_payment_method, new_payment_method
 from quittance.pricing.repository import fee_schedule
 from quittance.pricing.service import rate_for
@@ -565,18 +564,18 @@ def _move_invoice(
             move = Status.PROCESS_PENDING, Trigger.PAYMENT_PENDING
         if move is None:
             return None
-        return change_status(session, invoice, *move, base_url).data["object"]  # type: ignore[no-any-return]
-    if not received:
+    elif not received:
         return None
-    if status in (Status.CREATED, Status.PARTIALLY_PROCESSED):
+    elif paid_in_full and status in (Status.CREATED, Status.PARTIALLY_PROCESSED):
         # Money outside an attempt: a later transfer, or a provider's late answer.
-        if paid_in_full:
-            invoice.last_payment_error = None
-            move = Status.PROCESSED, Trigger.PAYMENT_SUCCEEDED
-        elif status is Status.CREATED:
-            move = Status.PARTIALLY_PROCESSED, Trigger.PAYMENT_PARTIAL
-        if move is not None:
-            return change_status(session, invoice, *move, base_url).data["object"]  # type: ignore[no-any-return]
+        invoice.last_payment_error = None
+        move = Status.PROCESSED, Trigger.PAYMENT_SUCCEEDED
+    elif status is Status.CREATED:
+        move = Status.PARTIALLY_PROCESSED, Trigger.PAYMENT_PARTIAL
+    if move is not None:
+        event = change_status(session, invoice, *move, base_url)
+        document: dict[str, Any] = event.data["object"]
+        return document
     if status in (Status.EXPIRED, Status.TERMINATED, Status.CANCELLED, Status.PROCESS_FAILED):
         invoice.paid_late = True  # money is recorded, never dropped
         kind = "invoice.paid_late"
