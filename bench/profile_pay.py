@@ -48,7 +48,7 @@ def lifecycle_steps(url: str, workdir: Path) -> Callable[[dict[str, list[float]]
     from quittance.auth.dependencies import Caller
     from quittance.config import Settings
     from quittance.db.migrate import upgrade
-    from quittance.db.rows import defer_inserts, flush_deferred
+    from quittance.db.rows import defer_writes, flush_deferred
     from quittance.db.uow import Database
     from quittance.invoice import service as invoices
     from quittance.invoice.schemas import InvoiceCreate, render_invoice
@@ -71,7 +71,7 @@ def lifecycle_steps(url: str, workdir: Path) -> Callable[[dict[str, list[float]]
 
     def unit(work: Callable[[Any], Any]) -> Any:
         with db.write() as session:
-            defer_inserts(session)
+            defer_writes(session)
             result = work(session)
             flush_deferred(session)
         return result

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from quittance.api.context import current_request_id, set_request_id
+from quittance.db.rows import select_rows, write_back
 from quittance.db.uow import Database
 from quittance.event import service as events
 from quittance.models import Event
@@ -131,6 +132,41 @@ def test_a_failing_unit_fails_alone_and_leaves_nothing(
     assert tags == ["a", "b", "hold"]
     if backend == "sqlite":  # the lone first unit, the failed batch of three, each alone
         assert len(write_calls) == 5
+
+
+def test_a_unit_sees_what_an_earlier_unit_of_its_batch_wrote_back(
+    db: Database, merchants: MerchantFactory, write_calls: list[int]
+) -> None:
+    """Write-backs are held back in a batch, but sent before the next read: a later unit of the
+    same transaction (a second pay of the same invoice, say) must see them."""
+    merchant = merchants.create()
+    with db.write() as session:
+        event_id = _writer(merchant.id, "test.seen", "x")(session).split(":")[1]
+    write_calls.clear()
+
+    def change(type_: str) -> Callable[[Session], str]:
+        def work(session: Session) -> str:
+            [event] = select_rows(session, Event, {"id": event_id}, lock=True)
+            seen = event.type
+            event.type = type_
+            write_back(session, event)
+            return seen
+
+        return work
+
+    def through_the_orm(session: Session) -> str:
+        return str(session.scalar(select(Event.type).where(Event.id == event_id)))
+
+    outcomes = _behind_a_held_unit(
+        db,
+        _writer(merchant.id, "test.hold", "hold"),
+        [change("test.first"), change("test.second"), through_the_orm, change("test.third")],
+    )
+
+    assert outcomes[1:] == ["test.seen", "test.first", "test.second", "test.second"]
+    assert len(write_calls) == 2  # the held unit, then the four together
+    with db.read() as session:
+        assert session.scalar(select(Event.type).where(Event.id == event_id)) == "test.third"
 
 
 def test_a_failed_commit_reaches_every_caller_is_not_retried_and_stores_nothing(

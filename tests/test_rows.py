@@ -2,15 +2,15 @@
 raises SQLAlchemy's error and leaves nothing behind (both databases)."""
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapper, selectinload
+from sqlalchemy.orm import Mapper, Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from quittance import clock
@@ -18,6 +18,9 @@ from quittance.db.base import Base
 from quittance.db.rows import (
     build,
     column_keys,
+    defer_writes,
+    discard_deferred,
+    flush_deferred,
     insert_rows,
     select_family,
     select_rows,
@@ -334,3 +337,117 @@ def test_select_family_refuses_a_where_that_names_several_parents(db: Database, 
         one = select_family(session, Invoice, {"id": second["id"]}, **family)
         assert one is not None and (one.id, one.amount, one.line_items) == (second["id"], 2000, [])
         assert first["id"] != second["id"]
+
+
+# --- held back (`defer_writes`, as a group commit's batch runs) ---------------------------------
+
+DEFERRED_KEY = "quittance_deferred_writes"
+
+
+def _status(session: Session, payment_id: str) -> str:
+    [payment] = select_rows(session, Payment, {"id": payment_id})
+    return payment.status
+
+
+def test_a_held_back_write_back_is_seen_by_every_later_read(db: Database, api: Api) -> None:
+    """A held-back UPDATE goes out before the next statement of the transaction, whichever way
+    that statement comes: a read through the driver, the ORM, Core or a plain SQL string."""
+    _, payment_id = _paid_invoice(api)
+    where = {"id": payment_id, "merchant_id": api.merchant.id}
+    with db.write() as session:
+        defer_writes(session)
+        [payment] = select_rows(session, Payment, where, lock=True)
+        payment.status = "refunded"
+        write_back(session, payment)
+        assert _status(session, payment_id) == "refunded"  # the driver
+        payment.status = "failed"
+        write_back(session, payment)
+        orm = session.scalar(select(Payment.status).where(Payment.id == payment_id))
+        assert orm == "failed"  # the ORM
+        payment.status = "pending"
+        write_back(session, payment)
+        plain = session.connection().execute(
+            text("SELECT status FROM payments WHERE id = :id"), {"id": payment_id}
+        )
+        assert plain.scalar_one() == "pending"  # a plain statement
+        payment.status = "canceled"
+        write_back(session, payment)
+        flush_deferred(session)
+        assert DEFERRED_KEY not in session.info
+        assert DEFERRED_KEY not in session.connection().info
+    assert _orm_payment(db, payment_id).status == "canceled"
+
+
+def test_held_back_write_backs_of_one_row_are_sent_in_their_order(db: Database, api: Api) -> None:
+    """Different sets of changed columns are different UPDATEs; the last value wins."""
+    _, payment_id = _paid_invoice(api)
+    check_at = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    with db.write() as session:
+        defer_writes(session)
+        [payment] = select_rows(session, Payment, {"id": payment_id}, lock=True)
+        payment.status = "refunded"
+        write_back(session, payment)
+        payment.status = "failed"
+        payment.next_check_at = check_at
+        write_back(session, payment)
+        payment.status = "pending"
+        write_back(session, payment)
+        flush_deferred(session)
+    stored = _orm_payment(db, payment_id)
+    assert (stored.status, stored.next_check_at) == ("pending", check_at)
+
+
+def test_a_held_back_write_back_that_finds_no_row_fails_and_nothing_is_stored(
+    db: Database, api: Api
+) -> None:
+    invoice_id, _ = _paid_invoice(api)
+    now = clock.now()
+    lone = build(
+        Payment, id=new_ordered_id("pay"), merchant_id=api.merchant.id, livemode=False,
+        invoice_id=invoice_id, attempt=99, status="pending", method="card", amount=1,
+        currency="EUR", amount_received=0, amount_authorized=0, routing=[],
+        created_at=now, updated_at=now,
+    )  # fmt: skip
+    with db.write() as session:
+        insert_rows(session, [lone])
+    before = _columns(_orm_payment(db, lone.id), Payment)
+    event_id = new_ordered_id("evt")
+    with pytest.raises(StaleDataError, match="matched 0 rows, not 1"), db.write() as session:
+        defer_writes(session)
+        try:
+            [payment] = select_rows(session, Payment, {"id": lone.id}, lock=True)
+            session.execute(delete(Payment).where(Payment.id == lone.id))
+            insert_rows(session, [_event(api.merchant.id, event_id, {})])
+            payment.status = "failed"
+            write_back(session, payment)  # held back: its row is gone
+            flush_deferred(session)
+        finally:
+            discard_deferred(session)
+    assert _columns(_orm_payment(db, lone.id), Payment) == before  # the delete rolled back
+    with db.read() as session:
+        assert session.get(Event, event_id) is None
+
+
+def test_a_rolled_back_transaction_leaves_nothing_held_back_on_its_connection(
+    db: Database, api: Api
+) -> None:
+    """What is held back is kept in the connection's `info`, which outlives the transaction: a
+    failed unit must not leave its UPDATE there for the connection's next transaction."""
+    _, payment_id = _paid_invoice(api)
+    single = Database(str(db.engine.url.render_as_string(hide_password=False)), pool_size=1)
+    try:
+        with pytest.raises(RuntimeError), single.write() as session:
+            defer_writes(session)
+            try:
+                [payment] = select_rows(session, Payment, {"id": payment_id}, lock=True)
+                payment.status = "refunded"
+                write_back(session, payment)
+                raise RuntimeError("the unit fails")
+            finally:
+                discard_deferred(session)
+        with single.write() as session:  # the same (only) connection
+            assert DEFERRED_KEY not in session.connection().info
+            assert _status(session, payment_id) == "succeeded"
+    finally:
+        single.dispose()
+    assert _orm_payment(db, payment_id).status == "succeeded"

@@ -8,7 +8,9 @@ else: the SQLite write lock, `BEGIN IMMEDIATE`, after-commit callbacks) and comm
 caller resumes only after that commit, so nothing is answered before it is durable.
 
 Rows a unit appends with `db.rows.insert_rows` are held back and sent at the end of the batch,
-one `executemany` per table (parents first), so a unit cannot read back what it inserts.
+one `executemany` per table (parents first), so a unit cannot read back what it inserts. Rows
+it writes back (`db.rows.write_back`) are held back too, but sent before the next statement
+that reads, so the next unit sees them (`db/rows.py`).
 
 If any unit of the batch raises (or the held-back rows are refused), the whole transaction
 rolls back and each unit is run again alone, in its own transaction, so a failure stays with
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from quittance.db.rows import defer_inserts, flush_deferred
+from quittance.db.rows import defer_writes, discard_deferred, flush_deferred
 
 if TYPE_CHECKING:
     from quittance.db.uow import Database
@@ -166,12 +168,15 @@ class GroupCommit:
         """
         with self._db.write() as session:
             try:
-                # The units' appended rows go out together: one statement per table per batch.
-                defer_inserts(session)
+                # The units' new rows and write-backs go out together (`db/rows.py`): one
+                # statement per table per batch, on PostgreSQL in one round trip.
+                defer_writes(session)
                 results = [work(session) for work in works]
                 flush_deferred(session)
             except Exception as exc:
                 raise _BeforeCommit(exc) from exc
+            finally:
+                discard_deferred(session)
             return results
 
 

@@ -14,15 +14,21 @@ processor, into detached objects, as a query followed by `Session.expunge` would
 `select_family` a row with its collection, in one statement). Their changes are written back
 with one UPDATE each (`write_back`): a flush of the ORM's unit of work costs several times the
 UPDATE it emits.
+
+In a batch of units of work (`db/batch.py`, `defer_writes`) new rows and write-backs are held
+back and sent together: before the next read of the transaction (through the driver here, or
+any statement SQLAlchemy runs) when a write-back is waiting, and at the end of the batch. On
+PostgreSQL what is sent together goes in one round trip (psycopg's pipeline mode), together
+with the read that needed it.
 """
 
 import contextlib
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Dialect, Table, inspect
+from sqlalchemy import Connection, Dialect, Engine, Table, event, inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
@@ -101,8 +107,18 @@ def values(obj: Base, plan: _Plan) -> tuple[Any, ...]:
     return tuple(row)
 
 
-# Key in `session.info` of the rows held back by `defer_inserts`, per plan.
-_DEFERRED = "quittance_deferred_rows"
+# Key in `session.info`, and in the `info` of its connection, of what `defer_writes` holds back.
+_DEFERRED = "quittance_deferred_writes"
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Rows and write-backs held back in a transaction, in the order they were made."""
+
+    inserts: dict[_Plan, list[tuple[Any, ...]]] = field(default_factory=dict)
+    updates: list[tuple["_UpdatePlan", tuple[Any, ...]]] = field(default_factory=list)
+    # The `info` of the connection it is registered in (see `_before_statement`).
+    registered: dict[Any, Any] | None = None
 
 
 @functools.cache
@@ -110,59 +126,152 @@ def _table_order() -> dict[str, int]:
     return {table.name: n for n, table in enumerate(Base.metadata.sorted_tables)}
 
 
-def defer_inserts(session: Session) -> None:
-    """Hold back `insert_rows` in this session until `flush_deferred` sends them together.
+def defer_writes(session: Session) -> None:
+    """Hold back `insert_rows` and `write_back` in this session's transaction until they are
+    needed (see the module's docstring) or `flush_deferred` sends them.
 
     For a batch of units of work (`db/batch.py`): one `executemany` per table instead of one
-    statement per row. Reads in the meantime do not see the held-back rows.
+    statement per row, and on PostgreSQL one round trip for all of it. Held-back rows are not
+    seen by reads in the meantime (a unit does not read back what it inserts); held-back
+    write-backs are sent before any read, so every read sees them.
     """
-    session.info[_DEFERRED] = {}
+    info = session.connection().info
+    session.info[_DEFERRED] = info[_DEFERRED] = _Pending(registered=info)
 
 
 def flush_deferred(session: Session) -> None:
-    """Send the held-back rows, parents before children (the tables' dependency order)."""
-    deferred: dict[_Plan, list[tuple[Any, ...]]] | None = session.info.pop(_DEFERRED, None)
-    if not deferred:
-        return
-    connection = session.connection()
-    order = _table_order()
-    for plan in sorted(deferred, key=lambda p: order[p.table]):
-        execute_driver(connection, plan.sql, deferred[plan])
+    """Send what is held back (new rows parents first, then the write-backs in their order) and
+    stop holding back."""
+    pending = _unregister(session)
+    if pending is not None:
+        _send(session.connection(), pending)
+
+
+def discard_deferred(session: Session) -> None:
+    """Forget what is held back (the transaction is being rolled back). The connection's `info`
+    outlives the transaction, so this must run whatever happened."""
+    _unregister(session)
+
+
+def _unregister(session: Session) -> "_Pending | None":
+    pending: _Pending | None = session.info.pop(_DEFERRED, None)
+    if pending is not None and pending.registered is not None:
+        pending.registered.pop(_DEFERRED, None)
+        pending.registered = None
+    return pending
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _before_statement(connection: Connection, *_args: Any) -> None:
+    """Any statement SQLAlchemy runs in a transaction that holds back write-backs sees them."""
+    pending: _Pending | None = connection.info.get(_DEFERRED)
+    if pending is not None and pending.updates:
+        _send(connection, pending)
 
 
 def insert_rows(session: Session, objects: Sequence[Base]) -> None:
-    """INSERT transient objects of one class now (or, deferred, at `flush_deferred`), in the
-    session's transaction."""
+    """INSERT transient objects of one class now (or, deferred, when `defer_writes` sends them),
+    in the session's transaction."""
     if not objects:
         return
     connection = session.connection()
     plan = _plan(type(objects[0]), connection.dialect)
     rows = [values(obj, plan) for obj in objects]
-    deferred: dict[_Plan, list[tuple[Any, ...]]] | None = session.info.get(_DEFERRED)
-    if deferred is not None:
-        deferred.setdefault(plan, []).extend(rows)
+    pending: _Pending | None = session.info.get(_DEFERRED)
+    if pending is not None:
+        pending.inserts.setdefault(plan, []).extend(rows)
         return
     execute_driver(connection, plan.sql, rows)
 
 
+def _statements(pending: _Pending) -> list[tuple[str, list[tuple[Any, ...]], int | None]]:
+    """What `pending` holds as (SQL, rows, rows the statement must match or None), emptying it:
+    new rows parents first, then the write-backs in order, one statement per run of the same
+    UPDATE."""
+    order = _table_order()
+    statements: list[tuple[str, list[tuple[Any, ...]], int | None]] = [
+        (plan.sql, pending.inserts[plan], None)
+        for plan in sorted(pending.inserts, key=lambda p: order[p.table])
+    ]
+    runs: list[tuple[str, list[tuple[Any, ...]]]] = []
+    for plan, row in pending.updates:
+        if runs and runs[-1][0] == plan.sql:
+            runs[-1][1].append(row)
+        else:
+            runs.append((plan.sql, [row]))
+    statements += [(sql, rows, len(rows)) for sql, rows in runs]
+    pending.inserts.clear()
+    pending.updates.clear()
+    return statements
+
+
+def _send(
+    connection: Connection, pending: _Pending, read: tuple[str, tuple[Any, ...]] | None = None
+) -> list[Any]:
+    """Send what `pending` holds, then `read` (returning its rows), in the connection's
+    transaction: on PostgreSQL in one round trip. Each write-back must match its row."""
+    statements = _statements(pending)
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    # psycopg's pipeline mode costs more Python than the round trip it saves a lone statement.
+    pipelined = connection.dialect.name == "postgresql" and len(statements) + (read is not None) > 1
+    sent: list[tuple[Any, str, int | None]] = []
+    rows: list[Any] = []
+    sql, parameters = "", cast(Any, None)  # the last statement sent, for the error
+    try:
+        with dbapi_connection.pipeline() if pipelined else contextlib.nullcontext():
+            for sql, batch, expected in statements:
+                parameters = batch
+                cursor = dbapi_connection.cursor()
+                sent.append((cursor, sql, expected))
+                if len(batch) == 1:
+                    cursor.execute(sql, batch[0])
+                else:
+                    cursor.executemany(sql, batch)
+            if read is not None:
+                sql, parameters = read
+                cursor = dbapi_connection.cursor()
+                sent.append((cursor, sql, None))
+                cursor.execute(sql, read[1])
+                rows = list(cursor.fetchall())
+        for cursor, sql, expected in sent:
+            if expected is not None and cursor.rowcount != expected:
+                # As the ORM's flush would: each row written back was expected to be there.
+                raise StaleDataError(f"{sql!r} matched {cursor.rowcount} rows, not {expected}.")
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise _translated(connection, exc, sql, parameters) from exc
+    finally:
+        for cursor, _sql, _expected in sent:
+            with contextlib.suppress(connection.dialect.loaded_dbapi.Error):
+                cursor.close()
+    return rows
+
+
+def _translated(connection: Connection, exc: Any, sql: str, parameters: Any) -> Exception:
+    """A driver error as SQLAlchemy would raise it (IntegrityError, OperationalError, ...); a
+    connection the database has closed is dropped so the pool does not hand it out again."""
+    dbapi_connection = connection.connection.dbapi_connection
+    disconnected = connection.dialect.is_disconnect(exc, dbapi_connection, None)
+    if disconnected:
+        connection.invalidate(exc)
+    error: Exception = DBAPIError.instance(
+        sql, parameters, exc, connection.dialect.loaded_dbapi.Error,
+        connection_invalidated=disconnected, dialect=connection.dialect,
+    )  # fmt: skip
+    return error
+
+
 @contextlib.contextmanager
 def _driver_cursor(connection: Connection, sql: str, parameters: Any) -> Iterator[Any]:
-    """A DBAPI cursor of `connection` (inside its transaction), closed afterwards. A driver
-    error is raised as SQLAlchemy would raise it (IntegrityError, OperationalError, ...), and a
-    connection the database has closed is dropped so the pool does not hand it out again."""
+    """A DBAPI cursor of `connection` (inside its transaction), closed afterwards; a driver
+    error is raised as `_translated` says."""
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
     cursor = dbapi_connection.cursor()
     try:
         yield cursor
     except connection.dialect.loaded_dbapi.Error as exc:
-        disconnected = connection.dialect.is_disconnect(exc, dbapi_connection, cursor)
-        if disconnected:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(
-            sql, parameters, exc, connection.dialect.loaded_dbapi.Error,
-            connection_invalidated=disconnected, dialect=connection.dialect,
-        ) from exc  # fmt: skip
+        raise _translated(connection, exc, sql, parameters) from exc
     finally:
         with contextlib.suppress(connection.dialect.loaded_dbapi.Error):
             cursor.close()
@@ -235,7 +344,12 @@ def _objects(cls: type[B], shape: _Shape, rows: Sequence[Sequence[Any]], start: 
 
 
 def _fetch(session: Session, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
-    with _driver_cursor(session.connection(), sql, parameters) as cursor:
+    """The rows of a read, after the write-backs held back in the transaction (if any)."""
+    connection = session.connection()
+    pending: _Pending | None = session.info.get(_DEFERRED)
+    if pending is not None and pending.updates:
+        return _send(connection, pending, (sql, parameters))
+    with _driver_cursor(connection, sql, parameters) as cursor:
         cursor.execute(sql, parameters)
         return list(cursor.fetchall())
 
@@ -353,7 +467,8 @@ def _update_plan(cls: type[Base], changed: frozenset[str], dialect: Dialect) -> 
 
 
 def write_back(session: Session, obj: Base) -> None:
-    """UPDATE the columns of a detached, locked row that changed since it was loaded."""
+    """UPDATE the columns of a detached, locked row that changed since it was loaded (now, or,
+    deferred, before the transaction's next read)."""
     state = instance_state(obj)
     values = state.dict
     columns = column_keys(type(obj))
@@ -372,8 +487,12 @@ def write_back(session: Session, obj: Base) -> None:
         values.get(attribute) if processor is None else processor(values.get(attribute))
         for attribute, processor in plan.columns
     )
-    matched = execute_driver(connection, plan.sql, [row])
-    if matched != 1:  # as the ORM's flush would: the row was expected to be there
-        raise StaleDataError(f"UPDATE of {type(obj).__name__} matched {matched} rows, not 1.")
+    pending: _Pending | None = session.info.get(_DEFERRED)
+    if pending is not None:
+        pending.updates.append((plan, row))
+    else:
+        matched = execute_driver(connection, plan.sql, [row])
+        if matched != 1:  # as the ORM's flush would: the row was expected to be there
+            raise StaleDataError(f"UPDATE of {type(obj).__name__} matched {matched} rows, not 1.")
     for attribute in changed:  # what was written is now the row's committed state
         set_committed_value(obj, attribute, values.get(attribute))
