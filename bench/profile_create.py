@@ -18,7 +18,7 @@ directly, one request after another, and reports:
 
     .venv/bin/python bench/profile_create.py --database sqlite --requests 2000
     .venv/bin/python bench/profile_create.py --database postgresql --mode cprofile
-    .venv/bin/python bench/profile_create.py --what-if async-deps,options-cache,outbox-cache
+    .venv/bin/python bench/profile_create.py --what-if async-deps,options-cache
 """
 
 from __future__ import annotations
@@ -324,27 +324,6 @@ def _what_if_options_cache(app: Any) -> None:
     service.get_payment_options = cached
 
 
-def _what_if_outbox_cache(app: Any) -> None:
-    """Keep each merchant's enabled webhook endpoints in memory (none here): no SELECT, and
-    so no autoflush of the event before it."""
-    from quittance.event import service as events
-    from quittance.webhook import outbox
-
-    original = outbox.enqueue_deliveries
-    known_empty: set[tuple[str, bool]] = set()
-
-    def cached(session: Any, event: Any) -> Any:
-        key = (event.merchant_id, event.livemode)
-        if key in known_empty:
-            return []
-        deliveries = original(session, event)
-        if not deliveries:
-            known_empty.add(key)
-        return deliveries
-
-    events.enqueue_deliveries = cached  # type: ignore[attr-defined]
-
-
 def _what_if_no_pre_ping(app: Any) -> None:
     """Do not ping a pooled connection (SELECT 1) on every checkout."""
     app.state.db.engine.pool._pre_ping = False
@@ -366,7 +345,6 @@ def _what_if_no_work(app: Any) -> None:
 WHAT_IFS: dict[str, Callable[[Any], None]] = {
     "async-deps": _what_if_async_deps,
     "options-cache": _what_if_options_cache,
-    "outbox-cache": _what_if_outbox_cache,
     "no-pre-ping": _what_if_no_pre_ping,
     "no-work": _what_if_no_work,
 }

@@ -85,3 +85,66 @@ def test_payments_count_is_backfilled_from_the_payments(empty_database: str) -> 
         )
     engine.dispose()
     assert counts == {"inv_paid_twice": 2, "inv_never_paid": 0}
+
+
+def test_deleted_endpoints_are_removed_for_good_when_going_back(empty_database: str) -> None:
+    """0008 keeps a deleted endpoint's row (`deleted_at`); existing endpoints stay live. Back
+    at 0007 a deleted endpoint would come back (disabled), so the downgrade removes it with
+    its deliveries and their attempts, and leaves the other endpoints as they were."""
+    upgrade(empty_database, "0007")
+    engine = build_engine(empty_database, pool_size=1)
+    now = "2026-11-21 12:00:00"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO merchants (id, merchant_id, name, is_demo, created_at) "
+            f"VALUES ('mer_1', 'mer_1', 'Shop', false, '{now}')"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO events (id, merchant_id, livemode, type, data, created_at) "
+            f"VALUES ('evt_1', 'mer_1', false, 'invoice.created', '{{}}', '{now}')"
+        )
+        for name in ("kept", "gone"):
+            connection.exec_driver_sql(
+                "INSERT INTO webhook_endpoints (id, merchant_id, livemode, url, enabled_events, "
+                "enabled, secret, created_at, updated_at) VALUES "
+                f"('we_{name}', 'mer_1', false, 'https://hooks.example/{name}', '[\"*\"]', "
+                f"true, 'whsec_{name}', '{now}', '{now}')"
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO webhook_deliveries (id, merchant_id, livemode, endpoint_id, "
+                "event_id, event_type, status, attempt_count, created_at, updated_at) VALUES "
+                f"('whd_{name}', 'mer_1', false, 'we_{name}', 'evt_1', 'invoice.created', "
+                f"'failed', 1, '{now}', '{now}')"
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO webhook_attempts (delivery_id, number, merchant_id, url, outcome, "
+                f"started_at) VALUES ('whd_{name}', 1, 'mer_1', 'https://hooks.example/{name}', "
+                f"'failed', '{now}')"
+            )
+    upgrade(empty_database)
+    with engine.begin() as connection:
+        assert connection.exec_driver_sql(
+            "SELECT id, deleted_at FROM webhook_endpoints ORDER BY id"
+        ).fetchall() == [("we_gone", None), ("we_kept", None)]
+        connection.exec_driver_sql(
+            f"UPDATE webhook_endpoints SET enabled = false, deleted_at = '{now}' "
+            "WHERE id = 'we_gone'"
+        )
+    downgrade(empty_database, "0007")
+    with engine.connect() as connection:
+        left = {
+            table: connection.exec_driver_sql(f"SELECT {column} FROM {table}").scalars().all()
+            for table, column in (
+                ("webhook_endpoints", "id"),
+                ("webhook_deliveries", "id"),
+                ("webhook_attempts", "delivery_id"),
+            )
+        }
+    columns = {column["name"] for column in inspect(engine).get_columns("webhook_endpoints")}
+    engine.dispose()
+    assert left == {
+        "webhook_endpoints": ["we_kept"],
+        "webhook_deliveries": ["whd_kept"],
+        "webhook_attempts": ["whd_kept"],
+    }
+    assert "deleted_at" not in columns

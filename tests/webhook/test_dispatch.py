@@ -4,6 +4,7 @@ import json
 import random
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -12,12 +13,13 @@ from quittance import clock
 from quittance.config import Settings
 from quittance.db.uow import Database
 from quittance.jobs.worker import Worker
-from quittance.models import Event, WebhookDelivery
+from quittance.models import Event, WebhookDelivery, WebhookEndpoint
 from quittance.webhook.dispatcher import MAX_RESPONSE_BODY, Dispatcher
-from tests.factories import Api
+from tests.factories import Api, snapshot
 from tests.webhook.conftest import (
     attempts_of,
     create_endpoint,
+    delete,
     deliveries_of,
     drain,
     signed_by,
@@ -371,6 +373,32 @@ def test_a_lost_worker_lease_runs_out_and_the_delivery_is_sent_again(
     [delivery] = deliveries_of(db, endpoint["id"])
     assert delivery.status == "succeeded"
     assert attempts_of(db, delivery.id)[0].outcome == "failed"
+
+
+def test_an_endpoint_deleted_while_its_delivery_is_in_flight_records_nothing_on_it(
+    hook_api: Api, receiver: Receiver, dispatcher: Dispatcher, db: Database
+) -> None:
+    endpoint = create_endpoint(hook_api, receiver.url)
+    hook_api.create_invoice()
+    [[job]] = dispatcher.claim(clock.now())
+    deleted = delete(hook_api, f"/v1/webhook_endpoints/{endpoint['id']}")
+    assert deleted.status_code == 200, deleted.text
+    receiver.default = Answer(410)  # would disable it, with a `webhook_endpoint.disabled` event
+    now = clock.now()
+    result = dispatcher.send(job, lambda: now)
+    assert result.status_code == 410
+    before = (stored_endpoint(db, endpoint["id"]), snapshot(db, hook_api.merchant.id))
+    dispatcher.record([result], [])
+    assert (stored_endpoint(db, endpoint["id"]), snapshot(db, hook_api.merchant.id)) == before
+    assert deliveries_of(db, endpoint["id"]) == []
+    assert attempts_of(db, job.delivery_id) == []
+
+
+def stored_endpoint(db: Database, endpoint_id: str) -> dict[str, Any]:
+    with db.read() as session:
+        row = session.get(WebhookEndpoint, endpoint_id)
+        assert row is not None
+        return {c.key: getattr(row, c.key) for c in WebhookEndpoint.__mapper__.column_attrs}
 
 
 def hook_settings_lease(dispatcher: Dispatcher) -> float:

@@ -1,5 +1,10 @@
-"""The endpoints API: create (secret shown once), list, update, delete, rotate, test."""
+"""The endpoints API: create (secret shown once), list, update, delete, rotate, test.
 
+A deleted endpoint's row stays behind (disabled, `deleted_at` set), but the API never shows
+it: every operation on it answers 404, and its queue and log are gone.
+"""
+
+import json
 from typing import Any
 
 import pytest
@@ -8,9 +13,10 @@ from sqlalchemy import func, select
 from quittance.db.uow import Database
 from quittance.models import WebhookDelivery, WebhookEndpoint
 from quittance.webhook import ssrf
+from quittance.webhook.dispatcher import Dispatcher
 from quittance.webhook.service import MAX_ENDPOINTS
 from tests.factories import Api, snapshot
-from tests.webhook.conftest import create_endpoint, delete
+from tests.webhook.conftest import attempts_of, create_endpoint, delete, deliveries_of, drain
 from tests.webhook.receiver import Receiver
 
 
@@ -283,3 +289,81 @@ def test_unknown_delivery(hook_api: Api) -> None:
     assert response.json()["code"] == "webhook_delivery_not_found"
     redeliver = hook_api.post("/v1/webhook_deliveries/whd_00000000000000000000000000/redeliver")
     assert redeliver.status_code == 404
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["test_mode", "live_mode"])
+def test_a_deleted_endpoint_is_gone_from_the_api(
+    hook_api: Api, receiver: Receiver, dispatcher: Dispatcher, db: Database, live: bool
+) -> None:
+    api = hook_api.as_live() if live else hook_api
+    older = create_endpoint(api, receiver.url)
+    endpoint = create_endpoint(api, receiver.url)
+    newer = create_endpoint(api, receiver.url)
+    path = f"/v1/webhook_endpoints/{endpoint['id']}"
+    api.create_invoice()
+    assert api.post(f"{path}/test").status_code == 202
+    assert drain(dispatcher) == 4  # a queue and a log for each endpoint
+    logged = [d.id for d in deliveries_of(db, endpoint["id"])]
+    assert len(logged) == 2 and all(attempts_of(db, d) for d in logged)
+    rotated = api.post(f"{path}/rotate_secret")  # the old secret still signs for a while
+    assert rotated.status_code == 200, rotated.text
+    response = delete(api, path)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"id": endpoint["id"], "object": "webhook_endpoint", "deleted": True}
+    # Its queue and log are gone, in the database and in the API.
+    assert deliveries_of(db, endpoint["id"]) == []
+    assert all(attempts_of(db, d) == [] for d in logged)
+    for delivery_id in logged:
+        assert api.get(f"/v1/webhook_deliveries/{delivery_id}").status_code == 404
+    listed = api.get("/v1/webhook_deliveries", params={"endpoint_id": endpoint["id"]})
+    assert listed.json()["data"] == []
+    # Every operation on it answers 404 and changes nothing.
+    before = stored(db, api.merchant.id)
+    for answer in (
+        api.get(path),
+        api.patch(path, json={"enabled": True}),
+        api.patch(path, json={"description": "back"}),
+        api.post(f"{path}/rotate_secret"),
+        api.post(f"{path}/test"),
+        delete(api, path),
+    ):
+        assert answer.status_code == 404, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["code"] == "webhook_endpoint_not_found"
+    assert stored(db, api.merchant.id) == before
+    # Absent from the list and from its pages.
+    everything = api.get("/v1/webhook_endpoints").json()
+    assert [e["id"] for e in everything["data"]] == [newer["id"], older["id"]]
+    first = api.get("/v1/webhook_endpoints", params={"limit": 1}).json()
+    assert ([e["id"] for e in first["data"]], first["has_more"]) == ([newer["id"]], True)
+    rest = api.get(
+        "/v1/webhook_endpoints", params={"limit": 1, "starting_after": first["next_cursor"]}
+    ).json()
+    assert ([e["id"] for e in rest["data"]], rest["has_more"]) == ([older["id"]], False)
+    # The next event goes to the other endpoints only.
+    api.create_invoice()
+    assert deliveries_of(db, endpoint["id"]) == []
+    assert drain(dispatcher) == 2
+    # The row stays behind, disabled and marked deleted (never shown).
+    with db.read() as session:
+        row = session.get(WebhookEndpoint, endpoint["id"])
+    assert row is not None and row.enabled is False and row.deleted_at is not None
+    assert "deleted_at" not in json.dumps(everything)
+    # Its signing secrets are not kept.
+    assert row.secret not in (endpoint["secret"], rotated.json()["secret"])
+    assert row.previous_secret is None and row.previous_secret_expires_at is None
+
+
+def test_a_deleted_endpoint_does_not_count_towards_the_limit(
+    hook_api: Api, receiver: Receiver, db: Database
+) -> None:
+    ids = [create_endpoint(hook_api, receiver.url)["id"] for _ in range(MAX_ENDPOINTS)]
+    assert delete(hook_api, f"/v1/webhook_endpoints/{ids[0]}").status_code == 200
+    replacement = create_endpoint(hook_api, receiver.url)
+    before = stored(db, hook_api.merchant.id)
+    refused = hook_api.post("/v1/webhook_endpoints", json={"url": receiver.url})
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "webhook_endpoint_limit_reached"
+    assert stored(db, hook_api.merchant.id) == before
+    listed = hook_api.get("/v1/webhook_endpoints", params={"limit": 100}).json()["data"]
+    assert sorted(e["id"] for e in listed) == sorted([*ids[1:], replacement["id"]])

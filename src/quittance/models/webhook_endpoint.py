@@ -12,7 +12,8 @@ class WebhookEndpoint(Base):
 
     __tablename__ = "webhook_endpoints"
     __table_args__ = (
-        Index("ix_webhook_endpoints_tenant_id", "merchant_id", "livemode", "id"),
+        # `deleted_at` before `id`: the API's reads (deleted_at IS NULL) skip deleted rows.
+        Index("ix_webhook_endpoints_tenant_id", "merchant_id", "livemode", "deleted_at", "id"),
         Index("ix_webhook_endpoints_enabled", "enabled", "id"),
     )
 
@@ -36,3 +37,7 @@ class WebhookEndpoint(Base):
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Set when the merchant deletes it: the row stays, disabled, and every read leaves it out.
+    # Another process's cached endpoints may still name it for a few seconds, and a delivery
+    # queued there must not fail that write on the foreign key (the dispatcher purges those).
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -12,6 +12,10 @@ One round has three recovery points, and no transaction is open during an HTTP r
 
 A worker that dies between 1 and 3 leaves leases that run out; the next claim marks the lost
 attempts `abandoned` and sends the deliveries again, with the same `webhook-id`.
+
+Once a minute a round first purges the deliveries of deleted endpoints: another process's
+cached endpoints may queue one for an endpoint in the seconds after its deletion. They are
+never claimed (a deleted endpoint is disabled), and the API does not show them meanwhile.
 """
 
 import logging
@@ -41,6 +45,7 @@ log = logging.getLogger("quittance.webhooks")
 
 MAX_RESPONSE_BODY = 4096  # bytes of the receiver's answer kept in the delivery log
 GONE = 410
+PURGE_EVERY = 60.0  # seconds between two purges of deleted endpoints' deliveries
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +115,7 @@ class Dispatcher:
             limits=httpx.Limits(max_connections=concurrency * 2),
         )
         self._pool: ThreadPoolExecutor | None = None
+        self._next_purge = 0.0  # time.monotonic() of the next purge: the first round's
 
     def close(self) -> None:
         if self._pool is not None:
@@ -125,6 +131,9 @@ class Dispatcher:
         def at() -> datetime:  # `now`, advanced by the time this round has taken
             return now + timedelta(seconds=time.monotonic() - started)
 
+        if started >= self._next_purge:
+            self._next_purge = started + PURGE_EVERY
+            self.purge_deleted()
         with self.db.read() as session:
             if not repository.any_due(session, now):
                 return 0  # nothing due: no write transaction, no lock
@@ -138,6 +147,22 @@ class Dispatcher:
                 self.settings.webhook_concurrency, thread_name_prefix="quittance-webhook"
             )
         return sum(self._pool.map(lambda group: self._deliver(group, at, now), groups))
+
+    def purge_deleted(self) -> int:
+        """Delete the deliveries queued for deleted endpoints; return how many. Never raises:
+        a failure is logged, and the next purge tries again."""
+        try:
+            with self.db.read() as session:
+                endpoints = repository.deleted_with_deliveries(session)
+            if not endpoints:
+                return 0  # the usual case: no write transaction, no lock
+            with self.db.write() as session:
+                purged = repository.purge_deleted(session, endpoints)
+        except Exception:
+            log.exception("purging the deliveries of deleted webhook endpoints failed")
+            return 0
+        log.info("purged %d webhook deliveries of deleted endpoints", purged)
+        return purged
 
     # 1. Claim
 

@@ -2,15 +2,28 @@
 
 `enqueue_deliveries` runs inside `events.record`, in the caller's unit of work, so an event
 and its deliveries are committed together with the change that caused them, or not at all.
+
+The merchant's enabled endpoints come from a process-wide `MerchantCache` (5 seconds, per
+merchant and mode), so a unit of work normally runs no endpoint SELECT at all. A change to an
+endpoint made through this process is seen by the next event (the cache is forgotten when the
+change is flushed and again once committed); other processes see it within the cache's ttl. A
+transaction that wrote an endpoint reads its own view instead (never cached across processes:
+it may roll back).
+
+A stale entry may name an endpoint another process has just deleted: deleting one keeps its
+row (disabled, `deleted_at` set), so the delivery queued for it still satisfies the foreign
+key and the write succeeds; the dispatcher never sends it (the endpoint is disabled) and
+purges it (`repository.purge_deleted`).
 """
 
-from itertools import chain
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final, cast
 
 from sqlalchemy import bindparam, select
 from sqlalchemy import event as sa_event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
+from quittance.db.cache import MISSING, MerchantCache
 from quittance.db.rows import insert_rows
 from quittance.domain.ids import new_ordered_id
 from quittance.models import Event, WebhookDelivery, WebhookEndpoint
@@ -23,7 +36,7 @@ FAILED: Final = "failed"
 TEST_EVENT: Final = "webhook_endpoint.test"
 
 
-def matches(patterns: list[str], event_type: str) -> bool:
+def matches(patterns: Sequence[str], event_type: str) -> bool:
     """Whether an endpoint subscribed to `patterns` receives events of `event_type`."""
     for pattern in patterns:
         if pattern == "*" or pattern == event_type:
@@ -39,41 +52,67 @@ _ENABLED_ENDPOINTS = (
         WebhookEndpoint.merchant_id == bindparam("merchant_id"),
         WebhookEndpoint.livemode == bindparam("livemode"),
         WebhookEndpoint.enabled.is_(True),
+        WebhookEndpoint.deleted_at.is_(None),  # implied by `enabled`; lets the index skip them
     )
     .order_by(WebhookEndpoint.id)
 )
 
+# (endpoint id, its event patterns) per enabled endpoint, in id order; tuples, because one
+# value is shared by every thread of the process.
+Endpoints = tuple[tuple[str, tuple[str, ...]], ...]
 
-_CACHE = "quittance_webhook_endpoints"
+# The enabled endpoints per merchant and mode, so the hot paths read no endpoint rows. Every
+# write of an endpoint goes through the ORM (the mapper events forget the merchant's entry);
+# a write that bypassed it would have to call `endpoints_cache.forget` itself.
+endpoints_cache: MerchantCache[Endpoints] = MerchantCache("webhook_endpoints", WebhookEndpoint)
+ENDPOINTS_KEY: Final = "enabled"  # the one value kept per merchant and mode
+
+# Keys in `session.info`: that this unit of work wrote an endpoint; what it read since its
+# last endpoint write.
+_WROTE = "quittance_webhook_endpoints_written"
+_READ = "quittance_webhook_endpoints"
 
 
-def _enabled_endpoints(
-    session: Session, merchant_id: str, livemode: bool
-) -> list[tuple[str, list[str]]]:
-    """The enabled endpoints, read once per unit of work (several events share the read).
+def _read(session: Session, merchant_id: str, livemode: bool) -> Endpoints:
+    # A plain Core read: the ORM's execution path would cost more than the query.
+    rows = session.connection().execute(
+        _ENABLED_ENDPOINTS, {"merchant_id": merchant_id, "livemode": livemode}
+    )
+    return tuple((row[0], tuple(row[1])) for row in rows)
 
-    Pending endpoint changes are flushed first, and a flush that changes an endpoint drops
-    what was read, so the read always reflects the transaction's own changes.
+
+def _enabled_endpoints(session: Session, merchant_id: str, livemode: bool) -> Endpoints:
+    """The enabled endpoints: from the process cache, or read (and cached) when it has none.
+
+    Pending endpoint changes are flushed first. A unit of work that wrote an endpoint reads
+    its own view of them instead (read once, and again after its next endpoint write), since
+    another thread may meanwhile cache the committed rows this transaction has changed.
     """
     session.flush()
-    cache: dict[tuple[str, bool], list[tuple[str, list[str]]]] = session.info.setdefault(_CACHE, {})
     key = (merchant_id, livemode)
-    if key not in cache:
-        # A plain Core read: the ORM's execution path would cost more than the query.
-        rows = session.connection().execute(
-            _ENABLED_ENDPOINTS, {"merchant_id": merchant_id, "livemode": livemode}
-        )
-        cache[key] = [(row[0], list(row[1])) for row in rows]
-    return cache[key]
+    if _WROTE in session.info:
+        read: dict[tuple[str, bool], Endpoints] = session.info.setdefault(_READ, {})
+        if key not in read:
+            read[key] = _read(session, merchant_id, livemode)
+        return read[key]
+    cached = endpoints_cache.get(merchant_id, livemode, ENDPOINTS_KEY)
+    if cached is not MISSING:
+        return cast(Endpoints, cached)
+    generation = endpoints_cache.generation
+    value = _read(session, merchant_id, livemode)
+    endpoints_cache.put(session, merchant_id, livemode, ENDPOINTS_KEY, value, generation)
+    return value
 
 
-@sa_event.listens_for(Session, "after_flush")
-def _forget_endpoints(session: Session, _context: object) -> None:
-    if _CACHE in session.info and any(
-        isinstance(obj, WebhookEndpoint)
-        for obj in chain(session.new, session.dirty, session.deleted)
-    ):
-        del session.info[_CACHE]
+def _endpoint_written(_mapper: object, _connection: object, target: Any) -> None:
+    session = object_session(target)
+    if session is not None:
+        session.info[_WROTE] = True
+        session.info.pop(_READ, None)  # read before this write
+
+
+for _when in ("after_insert", "after_update", "after_delete"):
+    sa_event.listen(WebhookEndpoint, _when, _endpoint_written)
 
 
 def enqueue_deliveries(session: Session, event: Event) -> list[WebhookDelivery]:

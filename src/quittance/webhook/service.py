@@ -146,9 +146,13 @@ def update_endpoint(
 
 
 def delete_endpoint(session: Session, caller: Caller, endpoint_id: str) -> None:
-    """Delete an endpoint, its queued deliveries and its delivery log."""
+    """Delete an endpoint, its queued deliveries and its delivery log.
+
+    Its row stays, disabled and marked deleted, and is left out of every read: see
+    `repository.delete_endpoint`.
+    """
     endpoint = get_endpoint(session, caller, endpoint_id, lock=True)
-    repository.delete_endpoint(session, endpoint)
+    repository.delete_endpoint(session, endpoint, clock.now())
 
 
 def rotate_secret(
