@@ -20,8 +20,11 @@ from quittance.db.rows import (
     column_keys,
     defer_writes,
     discard_deferred,
+    family_read,
+    fetch,
     flush_deferred,
     insert_rows,
+    rows_read,
     select_family,
     select_rows,
     write_back,
@@ -451,3 +454,48 @@ def test_a_rolled_back_transaction_leaves_nothing_held_back_on_its_connection(
     finally:
         single.dispose()
     assert _orm_payment(db, payment_id).status == "succeeded"
+
+
+def test_many_held_back_rows_of_a_table_are_all_stored_as_given(
+    db: Database, merchants: MerchantFactory
+) -> None:
+    """On PostgreSQL they go in multi-row INSERTs of 64, 32, ... rows: 100 = 64 + 32 + 4."""
+    merchant = merchants.create()
+    written = [_event(merchant.id, new_ordered_id("evt"), {"n": n}) for n in range(100)]
+    with db.write() as session:
+        defer_writes(session)
+        insert_rows(session, written[:70])
+        insert_rows(session, written[70:])
+        flush_deferred(session)
+    with db.read() as session:
+        stored = session.scalars(
+            select(Event).where(Event.merchant_id == merchant.id).order_by(Event.id)
+        ).all()
+        assert [(e.id, e.data, e.type) for e in stored] == [(e.id, e.data, e.type) for e in written]
+
+
+def test_reads_fetched_together_answer_as_each_alone(db: Database, api: Api) -> None:
+    """`fetch` sends several reads at once (one round trip on PostgreSQL), after the held-back
+    write-backs, and each answers what it would answer alone."""
+    invoice_id, payment_id = _paid_invoice(api)
+    family = {"attribute": "line_items", "link": {"invoice_id": "id"}, "order_by": "position"}
+    with db.write() as session:
+        defer_writes(session)
+        [payment] = select_rows(session, Payment, {"id": payment_id}, lock=True)
+        payment.status = "refunded"
+        write_back(session, payment)  # held back
+        invoice, payments = fetch(
+            session,
+            family_read(session, Invoice, {"id": invoice_id}, lock=True, **family),
+            rows_read(session, Payment, {"invoice_id": invoice_id}, lock=True),
+        )
+        missing, none = fetch(
+            session,
+            family_read(session, Invoice, {"id": "inv_" + "0" * 26}, **family),
+            rows_read(session, Payment, {"id": "pay_" + "0" * 26}),
+        )
+        flush_deferred(session)
+    assert invoice is not None and invoice.id == invoice_id
+    assert _columns(invoice, Invoice) == _columns(_orm_invoice(db, invoice_id)[0], Invoice)
+    assert [(p.id, p.status) for p in payments] == [(payment_id, "refunded")]
+    assert (missing, none) == (None, [])

@@ -26,7 +26,7 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast, overload
 
 from sqlalchemy import Connection, Dialect, Engine, Table, event, inspect
 from sqlalchemy.exc import DBAPIError
@@ -49,6 +49,8 @@ class _Plan:
 _plans: dict[tuple[type[Base], str], _Plan] = {}
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 B = TypeVar("B", bound=Base)
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 @functools.cache
@@ -184,39 +186,63 @@ def insert_rows(session: Session, objects: Sequence[Base]) -> None:
     execute_driver(connection, plan.sql, rows)
 
 
-def _statements(pending: _Pending) -> list[tuple[str, list[tuple[Any, ...]], int | None]]:
+# The most rows one multi-row INSERT takes: sizes are powers of two up to it, so that each table
+# has a handful of statements for psycopg to prepare, whatever the batch's size.
+_MOST_ROWS = 64
+
+
+@functools.cache
+def _multi_row(sql: str, count: int) -> str:
+    """`sql`, an INSERT of one row, made to insert `count` rows."""
+    one_row = sql[sql.rindex(" VALUES ") + len(" VALUES ") :]
+    return sql + f", {one_row}" * (count - 1)
+
+
+def _statements(
+    pending: _Pending, multi_row: bool
+) -> list[tuple[str, list[tuple[Any, ...]], int | None]]:
     """What `pending` holds as (SQL, rows, rows the statement must match or None), emptying it:
     new rows parents first, then the write-backs in order, one statement per run of the same
-    UPDATE."""
+    UPDATE. `multi_row`: several new rows of a table go in one INSERT (each statement has a
+    cost of its own on PostgreSQL, whereas SQLite's `executemany` is a loop in C)."""
     order = _table_order()
-    statements: list[tuple[str, list[tuple[Any, ...]], int | None]] = [
-        (plan.sql, pending.inserts[plan], None)
-        for plan in sorted(pending.inserts, key=lambda p: order[p.table])
-    ]
+    statements: list[tuple[str, list[tuple[Any, ...]], int | None]] = []
+    for plan in sorted(pending.inserts, key=lambda p: order[p.table]):
+        rows = pending.inserts[plan]
+        if not multi_row or len(rows) == 1:
+            statements.append((plan.sql, rows, None))
+            continue
+        start = 0
+        while start < len(rows):
+            count = min(_MOST_ROWS, 1 << ((len(rows) - start).bit_length() - 1))
+            flat = tuple(value for row in rows[start : start + count] for value in row)
+            statements.append((_multi_row(plan.sql, count), [flat], None))
+            start += count
     runs: list[tuple[str, list[tuple[Any, ...]]]] = []
-    for plan, row in pending.updates:
-        if runs and runs[-1][0] == plan.sql:
+    for update, row in pending.updates:
+        if runs and runs[-1][0] == update.sql:
             runs[-1][1].append(row)
         else:
-            runs.append((plan.sql, [row]))
-    statements += [(sql, rows, len(rows)) for sql, rows in runs]
+            runs.append((update.sql, [row]))
+    statements += [(sql, batch, len(batch)) for sql, batch in runs]
     pending.inserts.clear()
     pending.updates.clear()
     return statements
 
 
 def _send(
-    connection: Connection, pending: _Pending, read: tuple[str, tuple[Any, ...]] | None = None
-) -> list[Any]:
-    """Send what `pending` holds, then `read` (returning its rows), in the connection's
+    connection: Connection, pending: _Pending, reads: Sequence[tuple[str, tuple[Any, ...]]] = ()
+) -> list[list[Any]]:
+    """Send what `pending` holds, then `reads` (returning the rows of each), in the connection's
     transaction: on PostgreSQL in one round trip. Each write-back must match its row."""
-    statements = _statements(pending)
+    postgres = connection.dialect.name == "postgresql"
+    statements = _statements(pending, multi_row=postgres)
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
     # psycopg's pipeline mode costs more Python than the round trip it saves a lone statement.
-    pipelined = connection.dialect.name == "postgresql" and len(statements) + (read is not None) > 1
+    pipelined = postgres and len(statements) + len(reads) > 1
     sent: list[tuple[Any, str, int | None]] = []
-    rows: list[Any] = []
+    results: list[list[Any]] = []
     sql, parameters = "", cast(Any, None)  # the last statement sent, for the error
     try:
         with dbapi_connection.pipeline() if pipelined else contextlib.nullcontext():
@@ -228,12 +254,13 @@ def _send(
                     cursor.execute(sql, batch[0])
                 else:
                     cursor.executemany(sql, batch)
-            if read is not None:
-                sql, parameters = read
+            read_cursors = []
+            for sql, parameters in reads:
                 cursor = dbapi_connection.cursor()
                 sent.append((cursor, sql, None))
-                cursor.execute(sql, read[1])
-                rows = list(cursor.fetchall())
+                read_cursors.append(cursor)
+                cursor.execute(sql, parameters)
+            results = [list(cursor.fetchall()) for cursor in read_cursors]
         for cursor, sql, expected in sent:
             if expected is not None and cursor.rowcount != expected:
                 # As the ORM's flush would: each row written back was expected to be there.
@@ -244,7 +271,7 @@ def _send(
         for cursor, _sql, _expected in sent:
             with contextlib.suppress(connection.dialect.loaded_dbapi.Error):
                 cursor.close()
-    return rows
+    return results
 
 
 def _translated(connection: Connection, exc: Any, sql: str, parameters: Any) -> Exception:
@@ -343,15 +370,38 @@ def _objects(cls: type[B], shape: _Shape, rows: Sequence[Sequence[Any]], start: 
     return objects
 
 
-def _fetch(session: Session, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
-    """The rows of a read, after the write-backs held back in the transaction (if any)."""
+def _fetch(session: Session, reads: Sequence[tuple[str, tuple[Any, ...]]]) -> list[list[Any]]:
+    """The rows of each read, after the write-backs held back in the transaction (if any)."""
     connection = session.connection()
     pending: _Pending | None = session.info.get(_DEFERRED)
-    if pending is not None and pending.updates:
-        return _send(connection, pending, (sql, parameters))
+    if (pending is not None and pending.updates) or len(reads) > 1:
+        return _send(connection, pending or _Pending(), reads)
+    [(sql, parameters)] = reads
     with _driver_cursor(connection, sql, parameters) as cursor:
         cursor.execute(sql, parameters)
-        return list(cursor.fetchall())
+        return [list(cursor.fetchall())]
+
+
+@dataclass(frozen=True, slots=True)
+class Read(Generic[T]):
+    """A read through the driver, prepared to be sent (`fetch`): its statement, its parameters,
+    and how its rows become what it answers."""
+
+    sql: str
+    parameters: tuple[Any, ...]
+    decode: Callable[[list[Any]], T]
+
+
+@overload
+def fetch(session: Session, first: Read[T], /) -> tuple[T]: ...
+@overload
+def fetch(session: Session, first: Read[T], second: Read[U], /) -> tuple[T, U]: ...
+def fetch(session: Session, *reads: Read[Any]) -> tuple[Any, ...]:
+    """What each read answers, read together in the session's transaction (on PostgreSQL in one
+    round trip, with any write-backs held back), in their order: a lock they take is taken in
+    that order."""
+    rows = _fetch(session, [(read.sql, read.parameters) for read in reads])
+    return tuple(read.decode(found) for read, found in zip(reads, rows, strict=True))
 
 
 def _conditions(shape: _Shape, where: tuple[str, ...], dialect: Dialect) -> str:
@@ -373,16 +423,24 @@ def _select_sql(
     return sql
 
 
+def rows_read(
+    session: Session, cls: type[B], where: dict[str, Any], *, order_by: str | None = None,
+    lock: bool = False,
+) -> Read[list[B]]:  # fmt: skip
+    """`select_rows`, prepared to be sent with other reads (`fetch`)."""
+    dialect = session.connection().dialect
+    shape = _shape(cls, dialect)
+    sql = _select_sql(cls, tuple(where), order_by, lock, dialect)
+    return Read(sql, shape.parameters(where), lambda rows: _objects(cls, shape, rows, 0))
+
+
 def select_rows(
     session: Session, cls: type[B], where: dict[str, Any], *, order_by: str | None = None,
     lock: bool = False,
 ) -> list[B]:  # fmt: skip
     """The rows of `cls` whose columns equal `where`, read through the driver in the session's
     transaction (`lock`: `FOR UPDATE` where the database has it), as detached objects."""
-    dialect = session.connection().dialect
-    shape = _shape(cls, dialect)
-    sql = _select_sql(cls, tuple(where), order_by, lock, dialect)
-    return _objects(cls, shape, _fetch(session, sql, shape.parameters(where)), 0)
+    return fetch(session, rows_read(session, cls, where, order_by=order_by, lock=lock))[0]
 
 
 @functools.cache
@@ -403,6 +461,33 @@ def _family_sql(
     return sql
 
 
+def family_read(
+    session: Session, cls: type[B], where: dict[str, Any], *, attribute: str,
+    link: dict[str, str], order_by: str, lock: bool = False,
+) -> Read[B | None]:  # fmt: skip
+    """`select_family`, prepared to be sent with other reads (`fetch`)."""
+    dialect = session.connection().dialect
+    links = tuple(link.items())
+    sql = _family_sql(cls, tuple(where), attribute, links, order_by, lock, dialect)
+    shape = _shape(cls, dialect)
+    child_cls: type[Base] = inspect(cls).relationships[attribute].mapper.class_
+    child = _shape(child_cls, dialect)
+
+    def decode(rows: list[Any]) -> B | None:
+        if not rows:
+            return None
+        keys = {tuple(row[i] for i in shape.key_positions) for row in rows}
+        if len(keys) > 1:
+            raise ValueError(f"select_family: {where!r} matches {len(keys)} rows of {cls.__name__}")
+        [parent] = _objects(cls, shape, rows[:1], 0)
+        start = len(shape.columns)
+        present = [row for row in rows if row[start + child.key_positions[0]] is not None]
+        set_committed_value(parent, attribute, _objects(child_cls, child, present, start))
+        return parent
+
+    return Read(sql, shape.parameters(where), decode)
+
+
 def select_family(
     session: Session, cls: type[B], where: dict[str, Any], *, attribute: str,
     link: dict[str, str], order_by: str, lock: bool = False,
@@ -411,23 +496,10 @@ def select_family(
     `select_rows` reads them: the children whose columns equal the parent's as `link` says
     (child attribute: parent attribute), ordered by `order_by`. `where` must name at most one
     row (its key); `lock` locks that row only, not its children."""
-    dialect = session.connection().dialect
-    links = tuple(link.items())
-    sql = _family_sql(cls, tuple(where), attribute, links, order_by, lock, dialect)
-    shape = _shape(cls, dialect)
-    rows = _fetch(session, sql, shape.parameters(where))
-    if not rows:
-        return None
-    child_cls: type[Base] = inspect(cls).relationships[attribute].mapper.class_
-    child = _shape(child_cls, dialect)
-    keys = {tuple(row[i] for i in shape.key_positions) for row in rows}
-    if len(keys) > 1:
-        raise ValueError(f"select_family: {where!r} matches {len(keys)} rows of {cls.__name__}")
-    [parent] = _objects(cls, shape, rows[:1], 0)
-    start = len(shape.columns)
-    present = [row for row in rows if row[start + child.key_positions[0]] is not None]
-    set_committed_value(parent, attribute, _objects(child_cls, child, present, start))
-    return parent
+    read = family_read(
+        session, cls, where, attribute=attribute, link=link, order_by=order_by, lock=lock
+    )
+    return fetch(session, read)[0]
 
 
 @dataclass(frozen=True, slots=True)

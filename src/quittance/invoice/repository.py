@@ -7,7 +7,7 @@ from sqlalchemy import Select, bindparam, exists, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from quittance.auth.dependencies import Caller
-from quittance.db.rows import select_family
+from quittance.db.rows import Read, family_read, fetch
 from quittance.domain.invoice import EXPIRABLE
 from quittance.models import Invoice
 
@@ -73,10 +73,17 @@ def lock_detached(
     """Lock an invoice of the merchant (in `livemode`, when given) and read it with its lines
     through the driver, detached: for the pay path, which writes its changes with
     `db.rows.write_back` (a load through the ORM costs more than the whole statement)."""
+    return fetch(session, locked_read(session, merchant_id, invoice_id, livemode=livemode))[0]
+
+
+def locked_read(
+    session: Session, merchant_id: str, invoice_id: str, *, livemode: bool | None = None
+) -> Read[Invoice | None]:
+    """`lock_detached`, prepared to be sent with other reads (`db.rows.fetch`)."""
     where: dict[str, object] = {"id": invoice_id, "merchant_id": merchant_id}
     if livemode is not None:
         where["livemode"] = livemode
-    return select_family(
+    return family_read(
         session, Invoice, where, attribute="line_items", lock=True, order_by="position",
         link={"invoice_id": "id", "merchant_id": "merchant_id"},
     )  # fmt: skip

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from quittance import clock
 from quittance.auth.dependencies import Caller
 from quittance.config import Settings
-from quittance.db.rows import build, insert_rows, select_rows, write_back
+from quittance.db.rows import build, fetch, insert_rows, rows_read, write_back
 from quittance.domain.errors import Conflict, NotFound, QuittanceError
 from quittance.domain.exchange import ExchangeRate, convert, received_value
 from quittance.domain.fees import FeeSchedule, Received, Terms, advance, charge, commission
@@ -322,11 +322,15 @@ def record_call(
     out, the outcome is unknown, not a failure: the payment stays pending and the worker asks
     the provider.
     """
-    # Both locked and detached: their changes are written with one UPDATE each.
-    invoice = invoice_repository.lock_detached(session, attempt.merchant_id, attempt.invoice_id)
-    payments = select_rows(
-        session, Payment, {"id": attempt.payment_id, "merchant_id": attempt.merchant_id},
-        lock=True,
+    # Both locked (the invoice first, as everywhere) and detached, read together (one round
+    # trip on PostgreSQL): their changes are written with one UPDATE each.
+    invoice, payments = fetch(
+        session,
+        invoice_repository.locked_read(session, attempt.merchant_id, attempt.invoice_id),
+        rows_read(
+            session, Payment, {"id": attempt.payment_id, "merchant_id": attempt.merchant_id},
+            lock=True,
+        ),
     )  # fmt: skip
     if invoice is None or not payments:
         raise PaymentNotFound(f"No payment {attempt.payment_id!r} exists.")
