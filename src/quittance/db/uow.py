@@ -36,7 +36,9 @@ class Database:
         self._write_lock: contextlib.AbstractContextManager[object] = (
             threading.Lock() if self.backend == "sqlite" else contextlib.nullcontext()
         )
-        self._group = GroupCommit(self, writers=1 if self.backend == "sqlite" else 4)
+        # PostgreSQL: two writers, so that one batch's round trips overlap with another's
+        # (measured against one and four: see docs/performance.md, session 5).
+        self._group = GroupCommit(self, writers=1 if self.backend == "sqlite" else 2)
 
     @property
     def is_postgres(self) -> bool:
