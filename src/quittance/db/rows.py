@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast, overload
 
+from psycopg import RawCursor
 from sqlalchemy import Connection, Dialect, Engine, Table, event, inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session
@@ -47,10 +48,28 @@ class _Plan:
 
 
 _plans: dict[tuple[type[Base], str], _Plan] = {}
-_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 B = TypeVar("B", bound=Base)
 T = TypeVar("T")
 U = TypeVar("U")
+
+
+def _marks(dialect: Dialect, count: int) -> list[str]:
+    """`count` parameter placeholders: PostgreSQL's own `$1`, `$2`, ... (sent through psycopg's
+    `RawCursor`, which passes the statement on as it is: its usual cursor rewrites `%s` with a
+    regular expression on every execution of a statement longer than 4 KiB or with more than
+    50 parameters, such as a multi-row INSERT), SQLite's `?`."""
+    if dialect.name == "postgresql":
+        return [f"${n}" for n in range(1, count + 1)]
+    return ["?"] * count
+
+
+def _cursor(connection: Connection) -> Any:
+    """A DBAPI cursor of `connection` that takes the statements `_marks` makes."""
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    if connection.dialect.name == "postgresql":
+        return RawCursor(cast(Any, dbapi_connection))
+    return dbapi_connection.cursor()
 
 
 @functools.cache
@@ -87,10 +106,9 @@ def _plan(cls: type[Base], dialect: Dialect) -> _Plan:
             processor = column.type._cached_bind_processor(dialect)
             columns.append((prop.key, None if callable(default) else default, processor))
             names.append(preparer.quote(column.name))
-        mark = _PLACEHOLDERS[dialect.paramstyle]
         sql = (
             f"INSERT INTO {preparer.format_table(table)} ({', '.join(names)}) "
-            f"VALUES ({', '.join([mark] * len(names))})"
+            f"VALUES ({', '.join(_marks(dialect, len(names)))})"
         )
         plan = _plans[key] = _Plan(table.name, sql, tuple(columns))
     return plan
@@ -192,10 +210,14 @@ _MOST_ROWS = 64
 
 
 @functools.cache
-def _multi_row(sql: str, count: int) -> str:
-    """`sql`, an INSERT of one row, made to insert `count` rows."""
-    one_row = sql[sql.rindex(" VALUES ") + len(" VALUES ") :]
-    return sql + f", {one_row}" * (count - 1)
+def _multi_row(sql: str, columns: int, count: int) -> str:
+    """`sql`, PostgreSQL's INSERT of one row of `columns` columns, made to insert `count`."""
+    head = sql[: sql.rindex(" VALUES ") + len(" VALUES ")]
+    groups = (
+        "(" + ", ".join(f"${row * columns + n}" for n in range(1, columns + 1)) + ")"
+        for row in range(count)
+    )
+    return head + ", ".join(groups)
 
 
 def _statements(
@@ -216,7 +238,7 @@ def _statements(
         while start < len(rows):
             count = min(_MOST_ROWS, 1 << ((len(rows) - start).bit_length() - 1))
             flat = tuple(value for row in rows[start : start + count] for value in row)
-            statements.append((_multi_row(plan.sql, count), [flat], None))
+            statements.append((_multi_row(plan.sql, len(plan.columns), count), [flat], None))
             start += count
     runs: list[tuple[str, list[tuple[Any, ...]]]] = []
     for update, row in pending.updates:
@@ -237,8 +259,7 @@ def _send(
     transaction: on PostgreSQL in one round trip. Each write-back must match its row."""
     postgres = connection.dialect.name == "postgresql"
     statements = _statements(pending, multi_row=postgres)
-    dbapi_connection = connection.connection.dbapi_connection
-    assert dbapi_connection is not None
+    dbapi_connection: Any = connection.connection.dbapi_connection
     # psycopg's pipeline mode costs more Python than the round trip it saves a lone statement.
     pipelined = postgres and len(statements) + len(reads) > 1
     sent: list[tuple[Any, str, int | None]] = []
@@ -248,7 +269,7 @@ def _send(
         with dbapi_connection.pipeline() if pipelined else contextlib.nullcontext():
             for sql, batch, expected in statements:
                 parameters = batch
-                cursor = dbapi_connection.cursor()
+                cursor = _cursor(connection)
                 sent.append((cursor, sql, expected))
                 if len(batch) == 1:
                     cursor.execute(sql, batch[0])
@@ -256,7 +277,7 @@ def _send(
                     cursor.executemany(sql, batch)
             read_cursors = []
             for sql, parameters in reads:
-                cursor = dbapi_connection.cursor()
+                cursor = _cursor(connection)
                 sent.append((cursor, sql, None))
                 read_cursors.append(cursor)
                 cursor.execute(sql, parameters)
@@ -292,9 +313,7 @@ def _translated(connection: Connection, exc: Any, sql: str, parameters: Any) -> 
 def _driver_cursor(connection: Connection, sql: str, parameters: Any) -> Iterator[Any]:
     """A DBAPI cursor of `connection` (inside its transaction), closed afterwards; a driver
     error is raised as `_translated` says."""
-    dbapi_connection = connection.connection.dbapi_connection
-    assert dbapi_connection is not None
-    cursor = dbapi_connection.cursor()
+    cursor = _cursor(connection)
     try:
         yield cursor
     except connection.dialect.loaded_dbapi.Error as exc:
@@ -405,8 +424,8 @@ def fetch(session: Session, *reads: Read[Any]) -> tuple[Any, ...]:
 
 
 def _conditions(shape: _Shape, where: tuple[str, ...], dialect: Dialect) -> str:
-    mark = _PLACEHOLDERS[dialect.paramstyle]
-    return " AND ".join(f"{shape.name(attribute)} = {mark}" for attribute in where)
+    marks = _marks(dialect, len(where))
+    return " AND ".join(f"{shape.name(a)} = {m}" for a, m in zip(where, marks, strict=True))
 
 
 @functools.cache
@@ -518,16 +537,16 @@ def _update_plan(cls: type[Base], changed: frozenset[str], dialect: Dialect) -> 
     if plan is None:
         mapper: Mapper[Any] = inspect(cls)
         preparer = dialect.identifier_preparer
-        mark = _PLACEHOLDERS[dialect.paramstyle]
+        marks = iter(_marks(dialect, len(changed) + len(mapper.primary_key)))
         sets, wheres, columns = [], [], []
         for prop in mapper.column_attrs:
             if prop.key in changed:
                 column = prop.columns[0]
-                sets.append(f"{preparer.quote(column.name)} = {mark}")
+                sets.append(f"{preparer.quote(column.name)} = {next(marks)}")
                 columns.append((prop.key, column.type._cached_bind_processor(dialect)))
         for key_column in mapper.primary_key:
             key_prop = mapper.get_property_by_column(key_column)
-            wheres.append(f"{preparer.quote(key_column.name)} = {mark}")
+            wheres.append(f"{preparer.quote(key_column.name)} = {next(marks)}")
             columns.append((key_prop.key, key_column.type._cached_bind_processor(dialect)))
         table = cast(Table, mapper.local_table)
         sql = (

@@ -4,11 +4,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from quittance import clock
 from quittance.auth.dependencies import Caller
 from quittance.customer.service import customer_for_invoice
-from quittance.db.rows import insert_rows
+from quittance.db.rows import build, insert_rows
 from quittance.domain import line_items as lines
 from quittance.domain.errors import Conflict, NotFound, ValidationFailed
 from quittance.domain.ids import new_id, new_token
@@ -75,7 +76,8 @@ def _build_lines(
     for position, item in enumerate(items):
         amounts = lines.line_amounts(item.quantity, item.unit_amount, item.tax_rate)
         built.append(
-            InvoiceLineItem(
+            build(
+                InvoiceLineItem,
                 id=f"li_{invoice_id[4:]}_{position}",
                 merchant_id=merchant_id,
                 invoice_id=invoice_id,
@@ -140,7 +142,8 @@ def create_invoice(
     assert amount is not None
     draft = data.status == "draft"
     lifetime = data.lifetime or options.invoice_lifetime
-    invoice = Invoice(
+    invoice = build(
+        Invoice,
         id=invoice_id,
         merchant_id=caller.merchant_id,
         livemode=caller.livemode,
@@ -165,8 +168,8 @@ def create_invoice(
         created_at=now,
         updated_at=now,
         finalized_at=None if draft else now,
-        line_items=built,
     )
+    set_committed_value(invoice, "line_items", built)
     invoice.search_text = repository.search_text(invoice)
     # Inserted through Core: a new invoice needs none of the unit of work's tracking, and this
     # is the hottest write in the product. The object is only rendered from here on.
