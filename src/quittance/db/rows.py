@@ -137,7 +137,9 @@ class _Pending:
 
     inserts: dict[_Plan, list[tuple[Any, ...]]] = field(default_factory=dict)
     updates: list[tuple["_UpdatePlan", tuple[Any, ...]]] = field(default_factory=list)
-    # The `info` of the connection it is registered in (see `_before_statement`).
+    # The session's connection (asked for once: `Session.connection` costs more than a
+    # statement's bind), and its `info`, where it is registered (see `_before_statement`).
+    connection: Connection | None = None
     registered: dict[Any, Any] | None = None
 
 
@@ -155,16 +157,26 @@ def defer_writes(session: Session) -> None:
     seen by reads in the meantime (a unit does not read back what it inserts); held-back
     write-backs are sent before any read, so every read sees them.
     """
-    info = session.connection().info
-    session.info[_DEFERRED] = info[_DEFERRED] = _Pending(registered=info)
+    connection = session.connection()
+    pending = _Pending(connection=connection, registered=connection.info)
+    session.info[_DEFERRED] = connection.info[_DEFERRED] = pending
+
+
+def _connection(session: Session) -> Connection:
+    """The session's connection (the one `defer_writes` noted, if it did)."""
+    pending: _Pending | None = session.info.get(_DEFERRED)
+    if pending is not None and pending.connection is not None:
+        return pending.connection
+    return session.connection()
 
 
 def flush_deferred(session: Session) -> None:
     """Send what is held back (new rows parents first, then the write-backs in their order) and
     stop holding back."""
+    connection = _connection(session)
     pending = _unregister(session)
     if pending is not None:
-        _send(session.connection(), pending)
+        _send(connection, pending)
 
 
 def discard_deferred(session: Session) -> None:
@@ -177,7 +189,7 @@ def _unregister(session: Session) -> "_Pending | None":
     pending: _Pending | None = session.info.pop(_DEFERRED, None)
     if pending is not None and pending.registered is not None:
         pending.registered.pop(_DEFERRED, None)
-        pending.registered = None
+        pending.registered = pending.connection = None
     return pending
 
 
@@ -194,7 +206,7 @@ def insert_rows(session: Session, objects: Sequence[Base]) -> None:
     in the session's transaction."""
     if not objects:
         return
-    connection = session.connection()
+    connection = _connection(session)
     plan = _plan(type(objects[0]), connection.dialect)
     rows = [values(obj, plan) for obj in objects]
     pending: _Pending | None = session.info.get(_DEFERRED)
@@ -391,7 +403,7 @@ def _objects(cls: type[B], shape: _Shape, rows: Sequence[Sequence[Any]], start: 
 
 def _fetch(session: Session, reads: Sequence[tuple[str, tuple[Any, ...]]]) -> list[list[Any]]:
     """The rows of each read, after the write-backs held back in the transaction (if any)."""
-    connection = session.connection()
+    connection = _connection(session)
     pending: _Pending | None = session.info.get(_DEFERRED)
     if (pending is not None and pending.updates) or len(reads) > 1:
         return _send(connection, pending or _Pending(), reads)
@@ -447,7 +459,7 @@ def rows_read(
     lock: bool = False,
 ) -> Read[list[B]]:  # fmt: skip
     """`select_rows`, prepared to be sent with other reads (`fetch`)."""
-    dialect = session.connection().dialect
+    dialect = _connection(session).dialect
     shape = _shape(cls, dialect)
     sql = _select_sql(cls, tuple(where), order_by, lock, dialect)
     return Read(sql, shape.parameters(where), lambda rows: _objects(cls, shape, rows, 0))
@@ -485,7 +497,7 @@ def family_read(
     link: dict[str, str], order_by: str, lock: bool = False,
 ) -> Read[B | None]:  # fmt: skip
     """`select_family`, prepared to be sent with other reads (`fetch`)."""
-    dialect = session.connection().dialect
+    dialect = _connection(session).dialect
     links = tuple(link.items())
     sql = _family_sql(cls, tuple(where), attribute, links, order_by, lock, dialect)
     shape = _shape(cls, dialect)
@@ -572,7 +584,7 @@ def write_back(session: Session, obj: Base) -> None:
     )
     if not changed:
         return
-    connection = session.connection()
+    connection = _connection(session)
     plan = _update_plan(type(obj), changed, connection.dialect)
     row = tuple(
         values.get(attribute) if processor is None else processor(values.get(attribute))
