@@ -15,6 +15,7 @@ Only the measured part of the load is counted (after the load generator's warm-u
 
     .venv/bin/python bench/cpu.py --scenario lifecycle --duration 8 --rounds 2
     .venv/bin/python bench/cpu.py --databases postgresql --scenario create --env X=1
+    .venv/bin/python bench/cpu.py --baseline --scenario create
 """
 
 from __future__ import annotations
@@ -175,8 +176,15 @@ def run(kind: str, options: argparse.Namespace, workdir: Path) -> list[dict[str,
         port = free_port()
         env["QUITTANCE_BASE_URL"] = f"http://127.0.0.1:{port}"
         command = [*quittance_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        ready = "/healthz"
+        if options.baseline:  # the bare baseline, driven with create as `invoices.py` does
+            command = [
+                sys.executable, str(BENCH_DIR / "baseline.py"), "--database-url", database.url,
+                "--host", "127.0.0.1", "--port", str(port),
+            ]  # fmt: skip
+            ready = "/"
         results = []
-        with serving(f"cpu-{kind}", command, env, port, "/healthz", workdir) as url:
+        with serving(f"cpu-{kind}", command, env, port, ready, workdir) as url:
             for _ in range(options.rounds):
                 results.append(measure(url, options.scenario, api_key, options))
                 _print(kind, options.scenario, results[-1])
@@ -203,6 +211,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=1, help="measurements per database")
+    parser.add_argument(
+        "--baseline", action="store_true", help="measure the bare baseline (`baseline.py`)"
+    )
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("QUITTANCE_BENCH_POSTGRES_URL", invoices.DEFAULT_PG_ADMIN_URL),
