@@ -261,6 +261,17 @@ def _paid_invoice(api: Api) -> tuple[str, str]:
     return created["id"], payment["id"]
 
 
+def _pending_payment(merchant_id: str, invoice_id: str) -> Payment:
+    """A built (not yet inserted) pending payment of the invoice, which nothing refers to."""
+    now = clock.now()
+    return build(
+        Payment, id=new_ordered_id("pay"), merchant_id=merchant_id, livemode=False,
+        invoice_id=invoice_id, attempt=99, status="pending", method="card", amount=1,
+        currency="EUR", amount_received=0, amount_authorized=0, routing=[],
+        created_at=now, updated_at=now,
+    )  # fmt: skip
+
+
 def _orm_payment(db: Database, payment_id: str) -> Payment:
     with db.read() as session:
         payment = session.get(Payment, payment_id)
@@ -299,15 +310,9 @@ def test_write_back_without_a_change_writes_nothing(db: Database, api: Api) -> N
     """No change issues no UPDATE: it would fail on a row that is gone (StaleDataError), and
     after a write_back what it wrote is the object's loaded state again."""
     invoice_id, _ = _paid_invoice(api)
-    now = clock.now()
     with db.write() as session:
         [invoice] = select_rows(session, Invoice, {"id": invoice_id})
-        payment = build(
-            Payment, id=new_ordered_id("pay"), merchant_id=api.merchant.id, livemode=False,
-            invoice_id=invoice_id, attempt=99, status="pending", method="card", amount=1,
-            currency="EUR", amount_received=0, amount_authorized=0, routing=[],
-            created_at=now, updated_at=now,
-        )  # fmt: skip
+        payment = _pending_payment(api.merchant.id, invoice_id)
         insert_rows(session, [payment])
     with db.write() as session:
         [payment] = select_rows(session, Payment, {"id": payment.id})
@@ -404,13 +409,7 @@ def test_a_held_back_write_back_that_finds_no_row_fails_and_nothing_is_stored(
     db: Database, api: Api
 ) -> None:
     invoice_id, _ = _paid_invoice(api)
-    now = clock.now()
-    lone = build(
-        Payment, id=new_ordered_id("pay"), merchant_id=api.merchant.id, livemode=False,
-        invoice_id=invoice_id, attempt=99, status="pending", method="card", amount=1,
-        currency="EUR", amount_received=0, amount_authorized=0, routing=[],
-        created_at=now, updated_at=now,
-    )  # fmt: skip
+    lone = _pending_payment(api.merchant.id, invoice_id)
     with db.write() as session:
         insert_rows(session, [lone])
     before = _columns(_orm_payment(db, lone.id), Payment)
