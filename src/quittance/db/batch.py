@@ -9,8 +9,8 @@ caller resumes only after that commit, so nothing is answered before it is durab
 
 Rows a unit appends with `db.rows.insert_rows` are held back and sent at the end of the batch,
 one `executemany` per table (parents first), so a unit cannot read back what it inserts. Rows
-it writes back (`db.rows.write_back`) are held back too, but sent before the next statement
-that reads, so the next unit sees them (`db/rows.py`).
+it writes back (`db.rows.write_back`) are held back too, but sent before the transaction's
+next statement of any kind, so a later read (of the next unit too) sees them (`db/rows.py`).
 
 If any unit of the batch raises (or the held-back rows are refused), the whole transaction
 rolls back and each unit is run again alone, in its own transaction, so a failure stays with

@@ -153,9 +153,10 @@ def defer_writes(session: Session) -> None:
     needed (see the module's docstring) or `flush_deferred` sends them.
 
     For a batch of units of work (`db/batch.py`): one `executemany` per table instead of one
-    statement per row, and on PostgreSQL one round trip for all of it. Held-back rows are not
-    seen by reads in the meantime (a unit does not read back what it inserts); held-back
-    write-backs are sent before any read, so every read sees them.
+    statement per row, and on PostgreSQL one round trip for all of it. Held-back write-backs
+    are sent before any statement, so every read sees them (and whatever else is held back
+    goes with them). Held-back new rows may not have been sent when a read runs: a unit must
+    not read back what it inserts.
     """
     connection = session.connection()
     pending = _Pending(connection=connection, registered=connection.info)
