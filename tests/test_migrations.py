@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Connection, inspect
 
 import quittance.models  # noqa: F401
 from quittance.db.base import Base
@@ -51,16 +51,21 @@ def test_migrations_go_down_and_up_again(empty_database: str) -> None:
     engine.dispose()
 
 
+def _merchant(connection: Connection, now: str) -> None:
+    """Merchant `mer_1`, inserted as raw SQL (the models may be ahead of the schema)."""
+    connection.exec_driver_sql(
+        "INSERT INTO merchants (id, merchant_id, name, is_demo, created_at) "
+        f"VALUES ('mer_1', 'mer_1', 'Shop', false, '{now}')"
+    )
+
+
 def test_payments_count_is_backfilled_from_the_payments(empty_database: str) -> None:
     """0007 counts each invoice's existing payments, so the next attempt's number follows on."""
     upgrade(empty_database, "0006")
     engine = build_engine(empty_database, pool_size=1)
     now = "2026-11-21 12:00:00"
     with engine.begin() as connection:
-        connection.exec_driver_sql(
-            "INSERT INTO merchants (id, merchant_id, name, is_demo, created_at) "
-            f"VALUES ('mer_1', 'mer_1', 'Shop', false, '{now}')"
-        )
+        _merchant(connection, now)
         for invoice_id in ("inv_paid_twice", "inv_never_paid"):
             connection.exec_driver_sql(
                 "INSERT INTO invoices (id, merchant_id, livemode, status, currency, amount, "
@@ -95,10 +100,7 @@ def test_deleted_endpoints_are_removed_for_good_when_going_back(empty_database: 
     engine = build_engine(empty_database, pool_size=1)
     now = "2026-11-21 12:00:00"
     with engine.begin() as connection:
-        connection.exec_driver_sql(
-            "INSERT INTO merchants (id, merchant_id, name, is_demo, created_at) "
-            f"VALUES ('mer_1', 'mer_1', 'Shop', false, '{now}')"
-        )
+        _merchant(connection, now)
         connection.exec_driver_sql(
             "INSERT INTO events (id, merchant_id, livemode, type, data, created_at) "
             f"VALUES ('evt_1', 'mer_1', false, 'invoice.created', '{{}}', '{now}')"

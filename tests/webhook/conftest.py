@@ -42,10 +42,15 @@ def hook_api(hook_client: TestClient, merchants: MerchantFactory, db: Database) 
     """A merchant whose endpoints may target loopback; they are disabled after the test."""
     api = Api(hook_client, merchants.create())
     yield api
+    disable_endpoints(db, api.merchant.id)
+
+
+def disable_endpoints(db: Database, merchant_id: str) -> None:
+    """Disable the merchant's endpoints (so no later dispatcher round sends to them)."""
     with db.write() as session:
         session.execute(
             update(WebhookEndpoint)
-            .where(WebhookEndpoint.merchant_id == api.merchant.id)
+            .where(WebhookEndpoint.merchant_id == merchant_id)
             .values(enabled=False)
         )
 

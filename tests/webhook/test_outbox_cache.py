@@ -25,7 +25,13 @@ from quittance.webhook.dispatcher import Dispatcher
 from quittance.webhook.outbox import ENDPOINTS_KEY, endpoints_cache, new_delivery
 from tests.conftest import LiveServer
 from tests.factories import Api, MerchantFactory, snapshot
-from tests.webhook.conftest import attempts_of, create_endpoint, deliveries_of, drain
+from tests.webhook.conftest import (
+    attempts_of,
+    create_endpoint,
+    deliveries_of,
+    disable_endpoints,
+    drain,
+)
 from tests.webhook.conftest import delete as api_delete
 from tests.webhook.receiver import Answer, Receiver
 
@@ -110,12 +116,7 @@ def other_api(hook_api: Api, merchants: MerchantFactory, db: Database) -> Iterat
     """A second merchant on the same app; its endpoints are disabled afterwards."""
     api = Api(hook_api.client, merchants.create())
     yield api
-    with db.write() as session:
-        session.execute(
-            update(WebhookEndpoint)
-            .where(WebhookEndpoint.merchant_id == api.merchant.id)
-            .values(enabled=False)
-        )
+    disable_endpoints(db, api.merchant.id)
 
 
 # -- the hot path reads no endpoint rows --------------------------------------------------------

@@ -60,6 +60,11 @@ class MerchantCache(Generic[V]):
                 entry = self._entries[(merchant_id, livemode)] = (time.monotonic() + self.ttl, {})
             entry[1][key] = value
 
+    def written_in(self, session: Session) -> bool:
+        """Whether `session`'s transaction has written a watched row (so it must read its own
+        view, never this process-wide one)."""
+        return self._changed in session.info
+
     def forget(self, merchant_id: str, livemode: bool) -> None:
         with self._lock:
             self.generation += 1

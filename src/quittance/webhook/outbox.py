@@ -17,11 +17,10 @@ purges it (`repository.purge_deleted`).
 """
 
 from collections.abc import Sequence
-from typing import Any, Final, cast
+from typing import Final, cast
 
 from sqlalchemy import bindparam, select
-from sqlalchemy import event as sa_event
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session
 
 from quittance.db.cache import MISSING, MerchantCache
 from quittance.db.rows import insert_rows
@@ -67,11 +66,6 @@ Endpoints = tuple[tuple[str, tuple[str, ...]], ...]
 endpoints_cache: MerchantCache[Endpoints] = MerchantCache("webhook_endpoints", WebhookEndpoint)
 ENDPOINTS_KEY: Final = "enabled"  # the one value kept per merchant and mode
 
-# Keys in `session.info`: that this unit of work wrote an endpoint; what it read since its
-# last endpoint write.
-_WROTE = "quittance_webhook_endpoints_written"
-_READ = "quittance_webhook_endpoints"
-
 
 def _read(session: Session, merchant_id: str, livemode: bool) -> Endpoints:
     # A plain Core read: the ORM's execution path would cost more than the query.
@@ -85,16 +79,12 @@ def _enabled_endpoints(session: Session, merchant_id: str, livemode: bool) -> En
     """The enabled endpoints: from the process cache, or read (and cached) when it has none.
 
     Pending endpoint changes are flushed first. A unit of work that wrote an endpoint reads
-    its own view of them instead (read once, and again after its next endpoint write), since
-    another thread may meanwhile cache the committed rows this transaction has changed.
+    its own view of them instead, each time (that is rare), since another thread may
+    meanwhile cache the committed rows this transaction has changed.
     """
     session.flush()
-    key = (merchant_id, livemode)
-    if _WROTE in session.info:
-        read: dict[tuple[str, bool], Endpoints] = session.info.setdefault(_READ, {})
-        if key not in read:
-            read[key] = _read(session, merchant_id, livemode)
-        return read[key]
+    if endpoints_cache.written_in(session):
+        return _read(session, merchant_id, livemode)
     cached = endpoints_cache.get(merchant_id, livemode, ENDPOINTS_KEY)
     if cached is not MISSING:
         return cast(Endpoints, cached)
@@ -102,17 +92,6 @@ def _enabled_endpoints(session: Session, merchant_id: str, livemode: bool) -> En
     value = _read(session, merchant_id, livemode)
     endpoints_cache.put(session, merchant_id, livemode, ENDPOINTS_KEY, value, generation)
     return value
-
-
-def _endpoint_written(_mapper: object, _connection: object, target: Any) -> None:
-    session = object_session(target)
-    if session is not None:
-        session.info[_WROTE] = True
-        session.info.pop(_READ, None)  # read before this write
-
-
-for _when in ("after_insert", "after_update", "after_delete"):
-    sa_event.listen(WebhookEndpoint, _when, _endpoint_written)
 
 
 def enqueue_deliveries(session: Session, event: Event) -> list[WebhookDelivery]:
