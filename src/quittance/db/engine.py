@@ -36,7 +36,10 @@ def build_engine(url: str, *, pool_size: int = 20) -> Engine:
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_recycle=1800,
-            connect_args={"connect_timeout": 10},
+            # psycopg prepares a statement run five times, and deallocates all of a
+            # connection's prepared statements at every ROLLBACK (the end of every read):
+            # off. The hot path prepares its own (`db/libpq.py`), which live on.
+            connect_args={"connect_timeout": 10, "prepare_threshold": None},
             json_serializer=_json_dumps,
             json_deserializer=orjson.loads,
         )

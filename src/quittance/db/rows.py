@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast, overload
 
-from psycopg import RawCursor
 from sqlalchemy import Connection, Dialect, Engine, Table, event, inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session
@@ -36,6 +35,7 @@ from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.base import manager_of_class
 from sqlalchemy.orm.exc import StaleDataError
 
+from quittance.db import libpq
 from quittance.db.base import Base
 
 
@@ -54,21 +54,17 @@ U = TypeVar("U")
 
 
 def _marks(dialect: Dialect, count: int) -> list[str]:
-    """`count` parameter placeholders: PostgreSQL's own `$1`, `$2`, ... (sent through psycopg's
-    `RawCursor`, which passes the statement on as it is: its usual cursor rewrites `%s` with a
-    regular expression on every execution of a statement longer than 4 KiB or with more than
-    50 parameters, such as a multi-row INSERT), SQLite's `?`."""
+    """`count` parameter placeholders: PostgreSQL's own `$1`, `$2`, ... (`db/libpq.py` sends
+    statements as they are), SQLite's `?`."""
     if dialect.name == "postgresql":
         return [f"${n}" for n in range(1, count + 1)]
     return ["?"] * count
 
 
 def _cursor(connection: Connection) -> Any:
-    """A DBAPI cursor of `connection` that takes the statements `_marks` makes."""
+    """A DBAPI cursor of `connection` (SQLite: PostgreSQL's statements go through `db.libpq`)."""
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
-    if connection.dialect.name == "postgresql":
-        return RawCursor(cast(Any, dbapi_connection))
     return dbapi_connection.cursor()
 
 
@@ -270,42 +266,57 @@ def _send(
 ) -> list[list[Any]]:
     """Send what `pending` holds, then `reads` (returning the rows of each), in the connection's
     transaction: on PostgreSQL in one round trip. Each write-back must match its row."""
-    postgres = connection.dialect.name == "postgresql"
-    statements = _statements(pending, multi_row=postgres)
-    dbapi_connection: Any = connection.connection.dbapi_connection
-    # psycopg's pipeline mode costs more Python than the round trip it saves a lone statement.
-    pipelined = postgres and len(statements) + len(reads) > 1
-    sent: list[tuple[Any, str, int | None]] = []
+    if connection.dialect.name == "postgresql":
+        return _send_libpq(connection, _statements(pending, multi_row=True), reads)
+    statements = _statements(pending, multi_row=False)
     results: list[list[Any]] = []
-    sql, parameters = "", cast(Any, None)  # the last statement sent, for the error
-    try:
-        with dbapi_connection.pipeline() if pipelined else contextlib.nullcontext():
-            for sql, batch, expected in statements:
-                parameters = batch
-                cursor = _cursor(connection)
-                sent.append((cursor, sql, expected))
-                if len(batch) == 1:
-                    cursor.execute(sql, batch[0])
-                else:
-                    cursor.executemany(sql, batch)
-            read_cursors = []
-            for sql, parameters in reads:
-                cursor = _cursor(connection)
-                sent.append((cursor, sql, None))
-                read_cursors.append(cursor)
-                cursor.execute(sql, parameters)
-            results = [list(cursor.fetchall()) for cursor in read_cursors]
-        for cursor, sql, expected in sent:
-            if expected is not None and cursor.rowcount != expected:
-                # As the ORM's flush would: each row written back was expected to be there.
-                raise StaleDataError(f"{sql!r} matched {cursor.rowcount} rows, not {expected}.")
-    except connection.dialect.loaded_dbapi.Error as exc:
-        raise _translated(connection, exc, sql, parameters) from exc
-    finally:
-        for cursor, _sql, _expected in sent:
-            with contextlib.suppress(connection.dialect.loaded_dbapi.Error):
-                cursor.close()
+    for sql, batch, expected in statements:
+        matched = execute_driver(connection, sql, batch)
+        if expected is not None and matched != expected:
+            # As the ORM's flush would: each row written back was expected to be there.
+            raise StaleDataError(f"{sql!r} matched {matched} rows, not {expected}.")
+    for sql, parameters in reads:
+        with _driver_cursor(connection, sql, parameters) as cursor:
+            cursor.execute(sql, parameters)
+            results.append(list(cursor.fetchall()))
     return results
+
+
+def _send_libpq(
+    connection: Connection,
+    statements: list[tuple[str, list[tuple[Any, ...]], int | None]],
+    reads: Sequence[tuple[str, tuple[Any, ...]]],
+) -> list[list[Any]]:
+    """`_send` on PostgreSQL: every statement and read in one round trip (`db/libpq.py`)."""
+    flat: list[tuple[str, Sequence[Any]]] = []
+    for sql, batch, _expected in statements:
+        flat += [(sql, row) for row in batch]
+    flat += reads
+    outcomes = _run_libpq(connection, flat)
+    position = 0
+    for sql, batch, expected in statements:
+        matched = sum(outcome.rowcount for outcome in outcomes[position : position + len(batch)])
+        position += len(batch)
+        if expected is not None and matched != expected:
+            # As the ORM's flush would: each row written back was expected to be there.
+            raise StaleDataError(f"{sql!r} matched {matched} rows, not {expected}.")
+    return [cast(list[Any], outcome.rows) for outcome in outcomes[position:]]
+
+
+def _run_libpq(
+    connection: Connection, statements: Sequence[tuple[str, Sequence[Any]]]
+) -> list[libpq.Outcome]:
+    """`libpq.run` on the connection's driver connection; its errors as `_translated` says."""
+    pool_connection = connection.connection
+    try:
+        return libpq.run(
+            cast(Any, pool_connection.dbapi_connection), pool_connection.info, statements
+        )
+    except libpq.Failed as failed:
+        sql, parameters = statements[failed.index]
+        raise _translated(connection, failed.error, sql, parameters) from failed.error
+    except connection.dialect.loaded_dbapi.Error as exc:  # the connection broke
+        raise _translated(connection, exc, "", None) from exc
 
 
 def _translated(connection: Connection, exc: Any, sql: str, parameters: Any) -> Exception:
@@ -337,8 +348,11 @@ def _driver_cursor(connection: Connection, sql: str, parameters: Any) -> Iterato
 
 
 def execute_driver(connection: Connection, sql: str, rows: list[tuple[Any, ...]]) -> int:
-    """Run a prebuilt statement (the driver's placeholders) once per row on the DBAPI cursor
-    of `connection`, inside its transaction; return the cursor's row count."""
+    """Run a prebuilt statement (the driver's placeholders) once per row through the driver
+    of `connection`, inside its transaction; return the rows it matched."""
+    if connection.dialect.name == "postgresql":
+        outcomes = _run_libpq(connection, [(sql, row) for row in rows])
+        return sum(outcome.rowcount for outcome in outcomes)
     with _driver_cursor(connection, sql, rows) as cursor:
         if len(rows) == 1:
             cursor.execute(sql, rows[0])
@@ -406,8 +420,10 @@ def _fetch(session: Session, reads: Sequence[tuple[str, tuple[Any, ...]]]) -> li
     """The rows of each read, after the write-backs held back in the transaction (if any)."""
     connection = _connection(session)
     pending: _Pending | None = session.info.get(_DEFERRED)
-    if (pending is not None and pending.updates) or len(reads) > 1:
-        return _send(connection, pending or _Pending(), reads)
+    if pending is None or not pending.updates:  # held-back new rows wait for the batch's end
+        pending = _Pending()
+    if connection.dialect.name == "postgresql" or pending.updates or len(reads) > 1:
+        return _send(connection, pending, reads)
     [(sql, parameters)] = reads
     with _driver_cursor(connection, sql, parameters) as cursor:
         cursor.execute(sql, parameters)
