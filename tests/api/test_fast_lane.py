@@ -10,13 +10,21 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
+from quittance import clock
 from quittance.config import Settings
 from quittance.db.uow import Database
 from quittance.invoice.fast_lane import CreateInvoiceLane
 from quittance.merchant.service import create_api_key
-from quittance.models import Event, Invoice, InvoiceLineItem, WebhookDelivery, WebhookEndpoint
+from quittance.models import (
+    ApiKey,
+    Event,
+    Invoice,
+    InvoiceLineItem,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from tests.api.helpers import assert_problem, unchanged
 from tests.factories import Api, MerchantFactory, record_lane, route_only_client
 
@@ -140,14 +148,25 @@ def test_the_lane_answers_and_stores_what_the_route_does(
     assert via_lane.json()["redirect_url"] != via_route.json()["redirect_url"]
 
 
-def test_a_key_the_cache_does_not_know_takes_the_route_first(
-    client: TestClient, merchants: MerchantFactory, served: list[bool]
+def test_a_key_the_cache_does_not_know_is_read_by_the_lane_and_cached(
+    client: TestClient, merchants: MerchantFactory, served: list[bool], db: Database
 ) -> None:
     api = Api(client, merchants.create())  # a brand-new key: not in the cache yet
     first = api.post("/v1/invoices", json={"amount": 100, "currency": "EUR"})
+    with db.write() as session:  # revoked now: the cached key still works until it expires
+        session.execute(
+            update(ApiKey)
+            .where(ApiKey.merchant_id == api.merchant.id)
+            .values(revoked_at=clock.now())
+        )
     second = api.post("/v1/invoices", json={"amount": 100, "currency": "EUR"})
     assert (first.status_code, second.status_code) == (201, 201)
-    assert served == [False, True]
+    assert served == [True, True]
+    client.app.state.key_cache.clear()  # as when it has expired: read again, and refused
+    with unchanged(db, api.merchant.id):
+        refused = api.post("/v1/invoices", json={"amount": 100, "currency": "EUR"})
+    assert_problem(refused, 401, "invalid_api_key")
+    assert served == [True, True, False]  # the route words the refusal
 
 
 def test_what_the_lane_passes_on_is_answered_by_the_route(
@@ -207,7 +226,6 @@ def test_an_idempotency_key_is_claimed_stored_and_replayed_the_same_in_both(
 ) -> None:
     fresh = Api(api.client, api.merchant)
     body = {"amount": 4200, "currency": "EUR", "reference": "keyed"}
-    # The key is new to the cache: the route answers the first request ...
     first = fresh.post("/v1/invoices", json=body, headers={"Idempotency-Key": "lane-1"})
     assert first.status_code == 201, first.text
     # ... and the lane replays it, byte for byte, and refuses another body under the same key.
@@ -222,7 +240,7 @@ def test_an_idempotency_key_is_claimed_stored_and_replayed_the_same_in_both(
     second = fresh.post("/v1/invoices", json=body, headers={"Idempotency-Key": "lane-2"})
     again = fresh.post("/v1/invoices", json=body, headers={"Idempotency-Key": "lane-2"})
 
-    assert served == [False, True, True, True, True]
+    assert served == [True] * 5
     assert replay.status_code == 201 and replay.content == first.content
     assert replay.headers["idempotent-replayed"] == "true"
     assert_problem(reused, 422, "idempotency_key_reused")

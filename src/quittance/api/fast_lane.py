@@ -5,7 +5,8 @@ middleware) costs more CPU than creating or paying an invoice itself. `RequestMi
 offers a request to the lane registered for its method and path once it has checked the
 body's size and type. A lane serves it only when the regular route would certainly accept it:
 
-- a secret key already in the key cache (a miss, a malformed or a publishable key goes on);
+- a secret key: from the key cache, or read and cached as the route's dependency does it (an
+  unknown, malformed or publishable key goes on);
 - no `Idempotency-Key`, or a well-formed one (claimed, stored and replayed as on the route);
 - a body the route's own model validates, read as the route reads it (the standard library's
   JSON, then the model), plus whatever the lane itself checks.
@@ -21,12 +22,13 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import anyio.to_thread
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import URL, State
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from quittance.auth.dependencies import KeyCache, digest_or_none
+from quittance.auth.dependencies import KeyCache, digest_or_none, known_caller
 from quittance.config import Settings
 from quittance.db.uow import Database
 from quittance.domain.errors import QuittanceError
@@ -49,7 +51,7 @@ class FastLane:
     ) -> bool:
         raise NotImplementedError
 
-    def request(
+    async def request(
         self, scope: Scope, headers: dict[str, str], body: bytes
     ) -> IdempotentRequest | None:
         """The request as the route's `IdempotentDep` would make it, or None to pass it on."""
@@ -58,7 +60,11 @@ class FastLane:
         except QuittanceError:
             return None
         digest = digest_or_none(headers.get("authorization"))
-        caller = self.keys.get(digest) if digest is not None else None
+        if digest is None:
+            return None
+        caller = self.keys.get(digest)
+        if caller is None:  # not cached (yet, or any more): read in a thread, as the route does
+            caller = await anyio.to_thread.run_sync(known_caller, self.db, self.keys, digest)
         if caller is None or caller.publishable:
             return None
         path = URL(scope=scope).path  # as the dependency reads it, for the fingerprint

@@ -90,6 +90,15 @@ def _lookup(db: Database, cache: KeyCache, digest: str) -> Caller:
     return caller
 
 
+def known_caller(db: Database, cache: KeyCache, digest: str) -> Caller | None:
+    """The caller of a key digest the cache does not hold, read (and cached) as the route's
+    dependency reads it, or None when no valid key has that digest."""
+    try:
+        return _lookup(db, cache, digest)
+    except Unauthorized:
+        return None
+
+
 def authenticate(db: Database, cache: KeyCache, authorization: str | None) -> Caller:
     """Return the caller a bearer key belongs to, or raise 401."""
     digest = _digest(authorization)

@@ -15,7 +15,7 @@ class CreateInvoiceLane(FastLane):
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], body: bytes
     ) -> bool:
-        run = self.request(scope, headers, body)
+        run = await self.request(scope, headers, body)
         if run is None:
             return False
         data = self.body(InvoiceCreate, body)

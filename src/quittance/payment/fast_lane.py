@@ -21,7 +21,7 @@ class PayLane(FastLane):
         invoice_id = scope["path"][len(PREFIX) : -len(SUFFIX)]
         if not invoice_id or "/" in invoice_id:
             return False
-        run = self.request(scope, headers, body)
+        run = await self.request(scope, headers, body)
         if run is None:
             return False
         data = None
