@@ -170,29 +170,30 @@ class SandboxGateway:
             raise ProviderError("The sandbox connection is configured to fail.")
         if options.get("fail") == "timeout":
             raise ProviderError("The sandbox connection timed out.", code="provider_timeout")
-        with self._store() as store:
-            behaviour = self._behaviour(store, request)
-            if behaviour == "provider_error":
-                raise ProviderError("The sandbox acquirer had a processing error.")
-            row = store.execute(
-                "SELECT * FROM charges WHERE payment_id = ?", (request.payment_id,)
-            ).fetchone()
-            if row is None:
-                state, error, settle_at = self._initial_state(behaviour, request)
-                store.execute(
-                    "INSERT INTO charges (payment_id, reference, token, method, amount, currency,"
-                    " state, amount_received, amount_captured, settle_at, error, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (request.payment_id, "sbx_" + secrets.token_hex(10), request.token,
-                     request.method, request.amount, request.currency, state,
-                     request.amount if state == "succeeded" else 0,
-                     request.amount if state == "succeeded" else 0, settle_at, error,
-                     datetime.now(UTC).isoformat()),
-                )  # fmt: skip
-                row = store.execute(
+        connection = self._connection()
+        behaviour = self._behaviour(connection, request)
+        if behaviour == "provider_error":
+            raise ProviderError("The sandbox acquirer had a processing error.")
+        state, error, settle_at = self._initial_state(behaviour, request)
+        with self._write_lock:
+            # One statement, atomic on its own: the charge, unless the payment has one already
+            # (the idempotency key), in which case that one is the answer, unchanged.
+            rows = connection.execute(
+                "INSERT INTO charges (payment_id, reference, token, method, amount, currency,"
+                " state, amount_received, amount_captured, settle_at, error, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (payment_id) DO NOTHING RETURNING *",
+                (request.payment_id, "sbx_" + secrets.token_hex(10), request.token,
+                 request.method, request.amount, request.currency, state,
+                 request.amount if state == "succeeded" else 0,
+                 request.amount if state == "succeeded" else 0, settle_at, error,
+                 datetime.now(UTC).isoformat()),
+            ).fetchall()  # fmt: skip
+            if not rows:
+                rows = connection.execute(
                     "SELECT * FROM charges WHERE payment_id = ?", (request.payment_id,)
-                ).fetchone()
-            result = _result(row)
+                ).fetchall()
+        result = _result(rows[0])
         delay = float(options.get("delay_ms", 0)) / 1000
         if delay:
             # The charge is recorded; the answer is slow (or lost, if Quittance dies now).
