@@ -41,6 +41,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        telemetry={
+            "tracing": settings.opentelemetry,
+            "metrics": settings.opentelemetry,
+            "logs": settings.opentelemetry,
+        },
     )
     app.state.settings = settings
     app.state.db = db or Database(settings.database_url)

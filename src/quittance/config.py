@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     # Whether `serve` runs the background worker in the same process.
     embedded_worker: bool = True
     log_level: str = "INFO"
+    # FastAPI's OpenTelemetry traces, metrics and logs of each request, for a process whose
+    # OpenTelemetry SDK is set up (for example by `opentelemetry-instrument`). Off, a request
+    # does not even look for a provider.
+    opentelemetry: bool = False
     # Serve the everyday `POST /v1/invoices` in its fast lane (see invoice/fast_lane.py);
     # false sends every request through the framework's route.
     fast_lane: bool = True
