@@ -12,6 +12,7 @@ from rich.console import Console
 from quittance.config import Settings
 from quittance.db.migrate import upgrade
 from quittance.db.uow import Database
+from quittance.runtime import tune_garbage_collector
 
 app = typer.Typer(help="Quittance: a self-hosted payment-invoice server.", no_args_is_help=True)
 merchant_app = typer.Typer(help="Manage merchants.", no_args_is_help=True)
@@ -68,9 +69,11 @@ def serve(
     if worker and settings.embedded_worker:
         background = Worker(db, settings)
         background.start_thread()
+    application = create_app(settings, db)
+    tune_garbage_collector()
     try:
         uvicorn.run(
-            create_app(settings, db),
+            application,
             host=host,
             port=port,
             access_log=False,
@@ -93,6 +96,7 @@ def run_worker() -> None:
     configure(settings.log_level)
     db = Database(settings.database_url, pool_size=4)
     background = Worker(db, settings)
+    tune_garbage_collector()
     signal.signal(signal.SIGTERM, lambda *_: background.stop())
     signal.signal(signal.SIGINT, lambda *_: background.stop())
     background.run()
