@@ -1,13 +1,14 @@
 """Group commit (`Database.write_grouped`): concurrent units share one commit, fail alone."""
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from quittance.api.context import current_request_id, set_request_id
@@ -169,12 +170,39 @@ def test_a_unit_sees_what_an_earlier_unit_of_its_batch_wrote_back(
         assert session.scalar(select(Event.type).where(Event.id == event_id)) == "test.third"
 
 
+@contextlib.contextmanager
+def _commits_refused(db: Database, type_: str) -> Iterator[None]:
+    """PostgreSQL: a deferred constraint trigger refuses, at COMMIT, any transaction that
+    inserted an event of `type_` (the COMMIT itself fails, as a full disk would make it)."""
+    with db.write() as session:
+        session.execute(
+            text(
+                "CREATE FUNCTION quittance_test_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'commit refused'; END $$"
+            )
+        )
+        session.execute(
+            text(
+                "CREATE CONSTRAINT TRIGGER quittance_test_refuse AFTER INSERT ON events "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                f"WHEN (NEW.type = '{type_}') EXECUTE FUNCTION quittance_test_refuse()"
+            )
+        )
+    try:
+        yield
+    finally:
+        with db.write() as session:
+            session.execute(text("DROP TRIGGER quittance_test_refuse ON events"))
+            session.execute(text("DROP FUNCTION quittance_test_refuse()"))
+
+
 def test_a_failed_commit_reaches_every_caller_is_not_retried_and_stores_nothing(
-    db: Database, merchants: MerchantFactory, monkeypatch: pytest.MonkeyPatch
+    db: Database, backend: str, merchants: MerchantFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     merchant = merchants.create()
     original = db.write
     commits: list[int] = []
+    refused: AbstractContextManager[None]
 
     class CommitFails(AbstractContextManager[Session]):
         def __enter__(self) -> Session:
@@ -183,11 +211,17 @@ def test_a_failed_commit_reaches_every_caller_is_not_retried_and_stores_nothing(
             return self.inner.__enter__()
 
         def __exit__(self, *exc: Any) -> None:
-            # The disk is full, say: the transaction cannot commit and rolls back.
-            self.inner.__exit__(RuntimeError, RuntimeError("commit failed"), None)
-            raise RuntimeError("commit failed")
+            if backend == "postgresql":  # the COMMIT really fails (`_commits_refused`)
+                self.inner.__exit__(*exc)
+                return
+            # SQLite: the disk is full, say: the transaction cannot commit and rolls back.
+            self.inner.__exit__(RuntimeError, RuntimeError("commit refused"), None)
+            raise RuntimeError("commit refused")
 
-    monkeypatch.setattr(db, "write", CommitFails)
+    if backend == "postgresql":
+        refused = _commits_refused(db, "test.commit_fails")
+    else:
+        refused = contextlib.nullcontext()
 
     async def scenario() -> list[Any]:
         units = [_writer(merchant.id, "test.commit_fails", f"u{n}") for n in range(5)]
@@ -195,9 +229,12 @@ def test_a_failed_commit_reaches_every_caller_is_not_retried_and_stores_nothing(
             *(db.write_grouped(unit) for unit in units), return_exceptions=True
         )
 
-    outcomes = asyncio.run(scenario())
+    with refused:
+        monkeypatch.setattr(db, "write", CommitFails)
+        outcomes = asyncio.run(scenario())
+        monkeypatch.undo()
 
-    assert all(isinstance(o, RuntimeError) and str(o) == "commit failed" for o in outcomes)
+    assert all(isinstance(o, Exception) and "commit refused" in str(o) for o in outcomes)
     assert _count(db, merchant.id, "test.commit_fails") == 0
     # Whether a failed COMMIT committed can be unknown (a lost connection): never run again.
     assert len(commits) == 1

@@ -155,8 +155,10 @@ def test_a_value_psycopg_cannot_adapt_fails_before_anything_is_sent(
     conn: psycopg.Connection[Any], dsn: str
 ) -> None:
     info: dict[Any, Any] = {}
-    with pytest.raises(psycopg.ProgrammingError):
+    with pytest.raises(libpq.Failed) as failed:
         libpq.run(conn, info, [(INSERT, _row("a")), (UPDATE, (object(), "a"))])
+    assert failed.value.index == 1
+    assert isinstance(failed.value.error, psycopg.ProgrammingError)
     # Nothing was sent: no transaction was begun, the connection is not left in pipeline mode.
     assert conn.info.transaction_status == pq.TransactionStatus.IDLE
     assert conn.pgconn.pipeline_status == pq.PipelineStatus.OFF
@@ -183,3 +185,33 @@ def test_an_autocommit_connection_is_refused(dsn: str) -> None:
         with pytest.raises(psycopg.ProgrammingError):
             libpq.run(connection, {}, [(INSERT, _row("a"))])
         assert _stored(dsn) == []
+
+
+def test_the_commit_goes_in_the_same_round_trip_and_its_failure_is_told_apart(
+    conn: psycopg.Connection[Any], dsn: str
+) -> None:
+    info: dict[Any, Any] = {}
+    outcomes = libpq.run(conn, info, [(INSERT, _row("a")), (SELECT, ("a",))], commit=True)
+    assert [o.rowcount for o in outcomes] == [1, 1]
+    assert conn.info.transaction_status == pq.TransactionStatus.IDLE  # nothing left to commit
+    assert _stored(dsn) == [("a", 100)]
+    with psycopg.connect(dsn, autocommit=True) as setup:  # refuse a later "b" at COMMIT time
+        setup.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$"
+        )
+        setup.execute(
+            f"CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON {TABLE} DEFERRABLE INITIALLY"
+            " DEFERRED FOR EACH ROW WHEN (NEW.id = 'b') EXECUTE FUNCTION refuse()"
+        )
+    try:
+        with pytest.raises(libpq.Failed) as failed:
+            libpq.run(conn, info, [(INSERT, _row("b")), (UPDATE, (1, "a"))], commit=True)
+        assert failed.value.index == 2  # past the statements: the COMMIT
+        assert "refused at commit" in str(failed.value.error)
+        assert conn.info.transaction_status == pq.TransactionStatus.IDLE  # rolled back
+        assert _stored(dsn) == [("a", 100)]
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as cleanup:
+            cleanup.execute(f"DROP TRIGGER refuse ON {TABLE}")
+            cleanup.execute("DROP FUNCTION refuse()")

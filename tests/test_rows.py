@@ -430,6 +430,62 @@ def test_a_held_back_write_back_that_finds_no_row_fails_and_nothing_is_stored(
         assert session.get(Event, event_id) is None
 
 
+def test_a_write_back_sent_with_the_commit_that_finds_no_row_stops_the_commit(
+    db: Database, api: Api
+) -> None:
+    """On PostgreSQL the last writes and the COMMIT go in one round trip (`commit=True`): the
+    write-back's row check is then made by the statement itself, before the COMMIT runs."""
+    invoice_id, _ = _paid_invoice(api)
+    lone = _pending_payment(api.merchant.id, invoice_id)
+    with db.write() as session:
+        insert_rows(session, [lone])
+    before = _columns(_orm_payment(db, lone.id), Payment)
+    event_id = new_ordered_id("evt")
+    stale = r"matched (0 rows|no row), not 1"
+    with pytest.raises(StaleDataError, match=stale), db.write() as session:
+        defer_writes(session)
+        try:
+            [payment] = select_rows(session, Payment, {"id": lone.id}, lock=True)
+            session.execute(delete(Payment).where(Payment.id == lone.id))
+            insert_rows(session, [_event(api.merchant.id, event_id, {})])
+            payment.status = "failed"
+            write_back(session, payment)  # held back: its row is gone
+            flush_deferred(session, commit=True)
+        finally:
+            discard_deferred(session)
+    assert _columns(_orm_payment(db, lone.id), Payment) == before  # the delete rolled back
+    with db.read() as session:
+        assert session.get(Event, event_id) is None  # sent before the check: rolled back too
+
+
+def test_the_commit_goes_with_the_last_writes_unless_the_session_has_its_own_to_flush(
+    db: Database, merchants: MerchantFactory, backend: str
+) -> None:
+    merchant = merchants.create()
+
+    def stored(event_id: str) -> bool:
+        with db.read() as other:  # another connection: sees only what is committed
+            return other.get(Event, event_id) is not None
+
+    sent = new_ordered_id("evt")
+    with db.write() as session:
+        defer_writes(session)
+        insert_rows(session, [_event(merchant.id, sent, {})])
+        flush_deferred(session, commit=True)
+        # PostgreSQL committed with the rows; SQLite commits when the session does.
+        assert stored(sent) == (backend == "postgresql")
+    assert stored(sent)
+
+    rows, through_the_orm = new_ordered_id("evt"), new_ordered_id("evt")
+    with db.write() as session:
+        defer_writes(session)
+        insert_rows(session, [_event(merchant.id, rows, {})])
+        session.add(_event(merchant.id, through_the_orm, {}))  # the session's own, unflushed
+        flush_deferred(session, commit=True)
+        assert not stored(rows)  # not committed yet: the session's commit flushes its own first
+    assert stored(rows) and stored(through_the_orm)
+
+
 def test_a_rolled_back_transaction_leaves_nothing_held_back_on_its_connection(
     db: Database, api: Api
 ) -> None:

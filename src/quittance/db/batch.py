@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from quittance.db.rows import defer_writes, discard_deferred, flush_deferred
+from quittance.db.rows import CommitFailed, defer_writes, discard_deferred, flush_deferred
 
 if TYPE_CHECKING:
     from quittance.db.uow import Database
@@ -169,10 +169,13 @@ class GroupCommit:
         with self._db.write() as session:
             try:
                 # The units' new rows and write-backs go out together (`db/rows.py`): one
-                # statement per table per batch, on PostgreSQL in one round trip.
+                # statement per table per batch, on PostgreSQL in one round trip with the
+                # COMMIT.
                 defer_writes(session)
                 results = [work(session) for work in works]
-                flush_deferred(session)
+                flush_deferred(session, commit=True)
+            except CommitFailed as failed:
+                raise failed.error from failed
             except Exception as exc:
                 raise _BeforeCommit(exc) from exc
             finally:

@@ -16,7 +16,9 @@ own preparing is off (`db/engine.py`): its `ROLLBACK` deallocates every prepared
 the connection, ours too, whenever it has prepared one itself.
 
 A transaction is begun here when the connection has none yet, with the `BEGIN` sent ahead of
-the statements in the same round trip; psycopg sees the transaction and commits it as usual.
+the statements in the same round trip; psycopg sees the transaction and commits it as usual,
+unless the caller has it committed here too, behind the statements (`commit`): psycopg then
+finds no transaction left to commit.
 """
 
 import contextlib
@@ -100,8 +102,9 @@ def _formats(count: int) -> list[PyFormat]:
     return formats
 
 
-# What an answer from libpq belongs to: (statement index or -1 for the BEGIN, whether it is
-# the statement's own answer rather than its PREPARE's).
+# What an answer from libpq belongs to: (statement index, -1 for the BEGIN or the number of
+# statements for the COMMIT; whether it is the statement's own answer rather than its
+# PREPARE's, the BEGIN's or the COMMIT's).
 _Owner = tuple[int, bool]
 
 
@@ -109,12 +112,16 @@ def run(
     connection: psycopg.Connection[Any],
     info: dict[Any, Any],
     statements: Sequence[tuple[str, Sequence[Any]]],
+    *,
+    commit: bool = False,
 ) -> list[Outcome]:
     """Run `statements` (SQL with `$n` placeholders, and its parameters) in order, in the
     connection's transaction (begun if there is none), in one round trip; what each did.
+    `commit`: then commit the transaction, in the same round trip.
 
-    Raises `Failed` for the first statement that failed (those after it did not run), or
-    psycopg's `OperationalError` if the connection broke."""
+    Raises `Failed` for the first statement that failed (those after it did not run; index
+    `len(statements)` is the COMMIT), or psycopg's `OperationalError` if the connection broke
+    (with `commit`, whether the COMMIT ran is then unknown)."""
     if connection.autocommit:
         raise psycopg.ProgrammingError("the driver path runs statements in a transaction")
     state = _state(info, connection)
@@ -122,7 +129,12 @@ def run(
     transformer = state.transformer
     # Every parameter is adapted before anything is sent: a value psycopg cannot adapt fails
     # here, with nothing half sent.
-    values = [transformer.dump_sequence(p, _formats(len(p))) for _sql, p in statements]
+    values = []
+    for index, (_sql, parameters) in enumerate(statements):
+        try:
+            values.append(transformer.dump_sequence(parameters, _formats(len(parameters))))
+        except psycopg.Error as exc:
+            raise Failed(index, exc) from exc
     begin = pgconn.transaction_status == pq.TransactionStatus.IDLE
     owners: list[_Owner] = []
     preparing: dict[int, str] = {}  # answer position -> the SQL it prepares
@@ -145,6 +157,9 @@ def run(
             else:
                 pgconn.send_query_prepared(name, values[index])
             owners.append((index, True))
+        if commit:
+            pgconn.send_query_params(b"COMMIT", None)
+            owners.append((len(statements), False))
         pgconn.pipeline_sync()
         synced = True
         answers = _answers(pgconn)

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast, overload
 
+from psycopg.errors import DivisionByZero, InFailedSqlTransaction
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Dialect, Engine, Table, event, inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session
@@ -167,12 +169,34 @@ def _connection(session: Session) -> Connection:
     return session.connection()
 
 
-def flush_deferred(session: Session) -> None:
+class CommitFailed(Exception):
+    """The COMMIT sent with a transaction's last writes failed, or whether it ran is unknown
+    (the connection broke): `error` says what happened. Its work must not be run again."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def flush_deferred(session: Session, *, commit: bool = False) -> None:
     """Send what is held back (new rows parents first, then the write-backs in their order) and
-    stop holding back."""
+    stop holding back.
+
+    `commit`: the transaction ends here, and on PostgreSQL its COMMIT goes with these writes
+    in one round trip when the session has nothing of its own left to flush (the session's
+    commit then finds it done). A write-back that matches no row then fails the statement
+    itself, so the COMMIT does not run. Raises `CommitFailed` when the COMMIT failed or may
+    have run."""
     connection = _connection(session)
-    pending = _unregister(session)
-    if pending is not None:
+    pending = _unregister(session) or _Pending()
+    postgres = connection.dialect.name == "postgresql"
+    if commit and postgres and not (session.new or session.dirty or session.deleted):
+        dbapi_connection: Any = connection.connection.dbapi_connection
+        idle = dbapi_connection.info.transaction_status == TransactionStatus.IDLE
+        if pending.inserts or pending.updates or not idle:
+            _send_libpq(connection, _statements(pending, multi_row=True), (), commit=True)
+        return
+    if pending.inserts or pending.updates:
         _send(connection, pending)
 
 
@@ -286,13 +310,22 @@ def _send_libpq(
     connection: Connection,
     statements: list[tuple[str, list[tuple[Any, ...]], int | None]],
     reads: Sequence[tuple[str, tuple[Any, ...]]],
+    *,
+    commit: bool = False,
 ) -> list[list[Any]]:
-    """`_send` on PostgreSQL: every statement and read in one round trip (`db/libpq.py`)."""
+    """`_send` on PostgreSQL: every statement and read in one round trip (`db/libpq.py`), and
+    the COMMIT after them with `commit` (each write-back then checks its row itself)."""
     flat: list[tuple[str, Sequence[Any]]] = []
-    for sql, batch, _expected in statements:
-        flat += [(sql, row) for row in batch]
+    guarded: dict[int, str] = {}  # position in `flat` -> the write-back it guards
+    for sql, batch, expected in statements:
+        if commit and expected is not None:
+            for row in batch:
+                guarded[len(flat)] = sql
+                flat.append((_guarded(sql), row))
+        else:
+            flat += [(sql, row) for row in batch]
     flat += reads
-    outcomes = _run_libpq(connection, flat)
+    outcomes = _run_libpq(connection, flat, commit=commit, guarded=guarded)
     position = 0
     for sql, batch, expected in statements:
         matched = sum(outcome.rowcount for outcome in outcomes[position : position + len(batch)])
@@ -303,20 +336,43 @@ def _send_libpq(
     return [cast(list[Any], outcome.rows) for outcome in outcomes[position:]]
 
 
+@functools.cache
+def _guarded(update: str) -> str:
+    """A write-back's UPDATE made to fail (division by zero) unless it matches one row: sent
+    ahead of a COMMIT in the same round trip, it stops the COMMIT when its row is missing."""
+    return f"WITH written AS ({update} RETURNING 1) SELECT 1 / (count(*) = 1)::int FROM written"
+
+
 def _run_libpq(
-    connection: Connection, statements: Sequence[tuple[str, Sequence[Any]]]
+    connection: Connection,
+    statements: Sequence[tuple[str, Sequence[Any]]],
+    *,
+    commit: bool = False,
+    guarded: Mapping[int, str] | None = None,
 ) -> list[libpq.Outcome]:
-    """`libpq.run` on the connection's driver connection; its errors as `_translated` says."""
+    """`libpq.run` on the connection's driver connection; its errors as `_translated` says,
+    a failed guard (`guarded`: position -> the write-back's UPDATE, see `_guarded`) as
+    `StaleDataError`, and with `commit` a failed or uncertain COMMIT as `CommitFailed`."""
     pool_connection = connection.connection
+    dbapi_connection: Any = pool_connection.dbapi_connection
+    if commit and dbapi_connection.info.transaction_status == TransactionStatus.INERROR:
+        # A statement failed earlier and its error was not raised: a COMMIT would only roll
+        # back, and answer as if nothing were wrong.
+        raise InFailedSqlTransaction("the transaction failed earlier: it cannot commit")
     try:
-        return libpq.run(
-            cast(Any, pool_connection.dbapi_connection), pool_connection.info, statements
-        )
+        return libpq.run(dbapi_connection, pool_connection.info, statements, commit=commit)
     except libpq.Failed as failed:
+        if failed.index == len(statements):  # the COMMIT itself
+            raise CommitFailed(_translated(connection, failed.error, "COMMIT", None)) from None
+        if guarded and failed.index in guarded and isinstance(failed.error, DivisionByZero):
+            raise StaleDataError(f"{guarded[failed.index]!r} matched no row, not 1.") from None
         sql, parameters = statements[failed.index]
         raise _translated(connection, failed.error, sql, parameters) from failed.error
     except connection.dialect.loaded_dbapi.Error as exc:  # the connection broke
-        raise _translated(connection, exc, "", None) from exc
+        error = _translated(connection, exc, "", None)
+        if commit:  # the COMMIT may have run
+            raise CommitFailed(error) from exc
+        raise error from exc
 
 
 def _translated(connection: Connection, exc: Any, sql: str, parameters: Any) -> Exception:
