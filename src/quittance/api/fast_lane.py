@@ -67,7 +67,9 @@ class FastLane:
             caller = await anyio.to_thread.run_sync(known_caller, self.db, self.keys, digest)
         if caller is None or caller.publishable:
             return None
-        path = URL(scope=scope).path  # as the dependency reads it, for the fingerprint
+        # As the dependency reads it, for the fingerprint and the stored key; a request without
+        # a key keeps neither, and is spared building the URL.
+        path = URL(scope=scope).path if key is not None else scope["path"]
         method = scope["method"]
         return IdempotentRequest(
             db=self.db,
