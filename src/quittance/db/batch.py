@@ -11,12 +11,14 @@ Rows a unit appends with `db.rows.insert_rows` are held back and sent at the end
 one `executemany` per table (parents first), so a unit cannot read back what it inserts. Rows
 it writes back (`db.rows.write_back`) are held back too, but sent before the transaction's
 next statement of any kind, so a later read (of the next unit too) sees them (`db/rows.py`).
+On PostgreSQL what is still held back at the end goes in one round trip with the COMMIT.
 
 If any unit of the batch raises (or the held-back rows are refused), the whole transaction
 rolls back and each unit is run again alone, in its own transaction, so a failure stays with
 the request that caused it. Units must therefore be safe to run again after a rollback (they
-read and write only the database, and generate new ids each time). A failed `COMMIT` is never
-retried: every caller of the batch gets the error. A single waiting unit runs at once: there
+read and write only the database, and generate new ids each time). A failed `COMMIT`, or one
+whose outcome is unknown (the connection broke), is never retried: every caller of the batch
+gets the error. A single waiting unit runs at once: there
 is no timer, so a lone request waits for nothing.
 """
 

@@ -18,8 +18,8 @@ UPDATE it emits.
 In a batch of units of work (`db/batch.py`, `defer_writes`) new rows and write-backs are held
 back and sent together: before the next read of the transaction (through the driver here, or
 any statement SQLAlchemy runs) when a write-back is waiting, and at the end of the batch. On
-PostgreSQL what is sent together goes in one round trip (psycopg's pipeline mode), together
-with the read that needed it.
+PostgreSQL what is sent together goes in one round trip (`db/libpq.py`), together with the
+read that needed it, and the batch's last writes with its COMMIT (`flush_deferred`).
 """
 
 import contextlib
