@@ -5,6 +5,7 @@ Each run creates its own database and drops it at the end. Without PostgreSQL th
 half of the suite is skipped on a laptop, and fails under CI=true.
 """
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -54,6 +55,15 @@ def database_url(
         upgrade(url)
         yield url
         return
+    with postgres_database() as url:
+        upgrade(url)
+        yield url
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database (its URL), dropped afterwards; skipped on a laptop
+    without PostgreSQL, failed under CI."""
     name = f"quittance_test_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(_pg_conninfo(PG_ADMIN_URL), autocommit=True, connect_timeout=5)
@@ -62,11 +72,11 @@ def database_url(
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     base, _, _ = _pg_conninfo(PG_ADMIN_URL).rpartition("/")
-    url = f"{base}/{name}"
-    upgrade(url)
-    yield url
-    with psycopg.connect(_pg_conninfo(PG_ADMIN_URL), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(_pg_conninfo(PG_ADMIN_URL), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ transaction, with psycopg's values and errors; prepared once per connection, and
 the server forgets them. PostgreSQL only (SQLite has no such path): under CI these fail when
 PostgreSQL is down, as every database test does."""
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,30 +14,20 @@ from psycopg import pq
 from psycopg.types.json import Jsonb
 
 from quittance.db import libpq
-from tests.conftest import PG_ADMIN_URL, _pg_conninfo, _unavailable
+from tests.conftest import postgres_database
 
 TABLE = "libpq_probe"
 
 
 @pytest.fixture(scope="module")
 def dsn() -> Iterator[str]:
-    name = f"quittance_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(_pg_conninfo(PG_ADMIN_URL), autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        _unavailable(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = _pg_conninfo(PG_ADMIN_URL).rpartition("/")
-    url = f"{base}/{name}"
-    with psycopg.connect(url, autocommit=True) as setup:
-        setup.execute(
-            f"CREATE TABLE {TABLE} (id text PRIMARY KEY, amount integer NOT NULL,"
-            " at timestamptz, flag boolean, data jsonb, rate numeric)"
-        )
-    yield url
-    with psycopg.connect(_pg_conninfo(PG_ADMIN_URL), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database() as url:
+        with psycopg.connect(url, autocommit=True) as setup:
+            setup.execute(
+                f"CREATE TABLE {TABLE} (id text PRIMARY KEY, amount integer NOT NULL,"
+                " at timestamptz, flag boolean, data jsonb, rate numeric)"
+            )
+        yield url
 
 
 @pytest.fixture

@@ -405,36 +405,12 @@ def test_held_back_write_backs_of_one_row_are_sent_in_their_order(db: Database, 
     assert (stored.status, stored.next_check_at) == ("pending", check_at)
 
 
+@pytest.mark.parametrize("commit", [False, True], ids=["sent", "sent-with-the-commit"])
 def test_a_held_back_write_back_that_finds_no_row_fails_and_nothing_is_stored(
-    db: Database, api: Api
+    db: Database, api: Api, commit: bool
 ) -> None:
-    invoice_id, _ = _paid_invoice(api)
-    lone = _pending_payment(api.merchant.id, invoice_id)
-    with db.write() as session:
-        insert_rows(session, [lone])
-    before = _columns(_orm_payment(db, lone.id), Payment)
-    event_id = new_ordered_id("evt")
-    with pytest.raises(StaleDataError, match="matched 0 rows, not 1"), db.write() as session:
-        defer_writes(session)
-        try:
-            [payment] = select_rows(session, Payment, {"id": lone.id}, lock=True)
-            session.execute(delete(Payment).where(Payment.id == lone.id))
-            insert_rows(session, [_event(api.merchant.id, event_id, {})])
-            payment.status = "failed"
-            write_back(session, payment)  # held back: its row is gone
-            flush_deferred(session)
-        finally:
-            discard_deferred(session)
-    assert _columns(_orm_payment(db, lone.id), Payment) == before  # the delete rolled back
-    with db.read() as session:
-        assert session.get(Event, event_id) is None
-
-
-def test_a_write_back_sent_with_the_commit_that_finds_no_row_stops_the_commit(
-    db: Database, api: Api
-) -> None:
-    """On PostgreSQL the last writes and the COMMIT go in one round trip (`commit=True`): the
-    write-back's row check is then made by the statement itself, before the COMMIT runs."""
+    """Sent with the COMMIT (PostgreSQL, `commit=True`), the write-back's row check is made by
+    the statement itself, so the COMMIT does not run."""
     invoice_id, _ = _paid_invoice(api)
     lone = _pending_payment(api.merchant.id, invoice_id)
     with db.write() as session:
@@ -450,7 +426,7 @@ def test_a_write_back_sent_with_the_commit_that_finds_no_row_stops_the_commit(
             insert_rows(session, [_event(api.merchant.id, event_id, {})])
             payment.status = "failed"
             write_back(session, payment)  # held back: its row is gone
-            flush_deferred(session, commit=True)
+            flush_deferred(session, commit=commit)
         finally:
             discard_deferred(session)
     assert _columns(_orm_payment(db, lone.id), Payment) == before  # the delete rolled back
