@@ -478,12 +478,7 @@ def _fetch(session: Session, reads: Sequence[tuple[str, tuple[Any, ...]]]) -> li
     pending: _Pending | None = session.info.get(_DEFERRED)
     if pending is None or not pending.updates:  # held-back new rows wait for the batch's end
         pending = _Pending()
-    if connection.dialect.name == "postgresql" or pending.updates or len(reads) > 1:
-        return _send(connection, pending, reads)
-    [(sql, parameters)] = reads
-    with _driver_cursor(connection, sql, parameters) as cursor:
-        cursor.execute(sql, parameters)
-        return [list(cursor.fetchall())]
+    return _send(connection, pending, reads)
 
 
 @dataclass(frozen=True, slots=True)
