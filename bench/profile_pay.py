@@ -73,7 +73,7 @@ def lifecycle_steps(url: str, workdir: Path) -> Callable[[dict[str, list[float]]
         with db.write() as session:
             defer_writes(session)
             result = work(session)
-            flush_deferred(session)
+            flush_deferred(session, commit=True)
         return result
 
     def one(times: dict[str, list[float]]) -> None:
@@ -84,7 +84,9 @@ def lifecycle_steps(url: str, workdir: Path) -> Callable[[dict[str, list[float]]
         attempted = time.thread_time()
         call = payments.call_provider(attempt, settings)
         called = time.thread_time()
-        recorded = unit(lambda s: payments.record_call(s, attempt, call, settings))
+        recorded = unit(
+            lambda s: payments.record_call(s, attempt, call, settings, kept=attempt.rows)
+        )
         answer = render_payment(recorded.payment)
         answer["invoice"] = recorded.invoice_document or render_invoice(recorded.invoice, base_url)
         done = time.thread_time()

@@ -24,6 +24,7 @@ from quittance.db.rows import (
     fetch,
     flush_deferred,
     insert_rows,
+    row_version,
     rows_read,
     select_family,
     select_rows,
@@ -530,3 +531,78 @@ def test_reads_fetched_together_answer_as_each_alone(db: Database, api: Api) -> 
     assert _columns(invoice, Invoice) == _columns(_orm_invoice(db, invoice_id)[0], Invoice)
     assert [(p.id, p.status) for p in payments] == [(payment_id, "refunded")]
     assert (missing, none) == (None, [])
+
+
+def test_a_tracked_row_is_written_back_later_without_a_read_while_it_is_unchanged(
+    db: Database, api: Api, backend: str
+) -> None:
+    """PostgreSQL: a tracked insert or write-back notes its row's version, and fills in what the
+    row holds (defaults, identity), so that another transaction can write the object back as
+    it is. SQLite has no row versions: tracking does nothing, and expecting one is refused."""
+    invoice_id, _ = _paid_invoice(api)
+    payment = _pending_payment(api.merchant.id, invoice_id)
+    with db.write() as session:
+        defer_writes(session)
+        try:
+            [invoice] = select_rows(session, Invoice, {"id": invoice_id}, lock=True)
+            insert_rows(session, [payment], track=True)
+            invoice.description = "tracked"
+            write_back(session, invoice, track=True)
+            flush_deferred(session, commit=True)
+        finally:
+            discard_deferred(session)
+    if backend == "sqlite":
+        assert row_version(payment) is None and row_version(invoice) is None
+        with db.write() as session, pytest.raises(ValueError, match="no row version"):
+            write_back(session, payment, expect_version=True)
+        return
+    assert row_version(payment) is not None and row_version(invoice) is not None
+    assert sa_inspect(payment).detached  # as if read: it has its identity
+    assert _columns(payment, Payment) == _columns(_orm_payment(db, payment.id), Payment)
+    payment.status = "failed"
+    with db.write() as session:
+        write_back(session, invoice, expect_version=True)  # unchanged: still checked, and locked
+        write_back(session, payment, expect_version=True)
+    assert _orm_payment(db, payment.id).status == "failed"
+    assert row_version(payment) is None  # its row is another version now
+    with db.read() as session:
+        stored = session.get(Invoice, invoice_id)
+        assert stored is not None and stored.description == "tracked"
+
+
+@pytest.mark.parametrize("change", ["another transaction", "the same transaction"])
+@pytest.mark.parametrize("commit", [False, True], ids=["alone", "with-the-commit"])
+def test_a_write_back_expecting_a_version_fails_if_the_row_changed_since(
+    db: Database, api: Api, backend: str, change: str, commit: bool
+) -> None:
+    """Any write of the row after the tracked one makes another row version, even in the same
+    transaction: the write-back that expects the old one then fails as if its row were missing,
+    and the transaction it is in stores nothing (sent with the COMMIT, the COMMIT does not run)."""
+    invoice_id, _ = _paid_invoice(api)
+    payment = _pending_payment(api.merchant.id, invoice_id)
+    other_write = text("UPDATE payments SET amount = 2 WHERE id = :id")
+    with db.write() as session:
+        insert_rows(session, [payment], track=True)
+        if change == "the same transaction":
+            session.execute(other_write, {"id": payment.id})
+    if backend == "sqlite":  # no version to expect: the caller reads the row instead
+        assert row_version(payment) is None
+        return
+    if change == "another transaction":
+        with db.write() as session:
+            session.execute(other_write, {"id": payment.id})
+    before = _columns(_orm_payment(db, payment.id), Payment)
+    event_id = new_ordered_id("evt")
+    payment.status = "failed"
+    stale = r"matched (0 rows|no row), not 1"
+    with pytest.raises(StaleDataError, match=stale), db.write() as session:
+        defer_writes(session)
+        try:
+            insert_rows(session, [_event(api.merchant.id, event_id, {})])
+            write_back(session, payment, expect_version=True)
+            flush_deferred(session, commit=commit)
+        finally:
+            discard_deferred(session)
+    assert _columns(_orm_payment(db, payment.id), Payment) == before
+    with db.read() as session:
+        assert session.get(Event, event_id) is None

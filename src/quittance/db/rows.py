@@ -47,6 +47,19 @@ class _Plan:
     sql: str
     # (attribute, scalar default, bind processor) per column, in the statement's order.
     columns: tuple[tuple[str, Any, Callable[[Any], Any] | None], ...]
+    tracked: bool = False  # the INSERT returns each row's version (`track`)
+
+
+# PostgreSQL: what a tracked write returns, the version of the row it wrote (see `ROW_VERSION`).
+_RETURNING = " RETURNING xmin::text AS row_xmin, ctid::text AS row_ctid"
+
+# Key, in a detached object's `__dict__`, of the version of its row as this process last wrote
+# it (`track`): on PostgreSQL the row version's `xmin` (the transaction that wrote it) and `ctid`
+# (where it lies). Any later UPDATE of the row, by anyone, in any transaction, makes a row
+# version with another `ctid` (its own transaction's) or another `xmin` (any other), so a write
+# that expects the pair (`write_back(..., expect_version=True)`) matches only a row that has
+# not changed since: the object then still is the row, and nothing needs reading it again.
+ROW_VERSION = "_quittance_row_version"
 
 
 _plans: dict[tuple[type[Base], str], _Plan] = {}
@@ -134,7 +147,10 @@ class _Pending:
     """Rows and write-backs held back in a transaction, in the order they were made."""
 
     inserts: dict[_Plan, list[tuple[Any, ...]]] = field(default_factory=dict)
-    updates: list[tuple["_UpdatePlan", tuple[Any, ...]]] = field(default_factory=list)
+    # The objects of a tracked plan's rows, in the same order, to note their versions on.
+    owners: dict[_Plan, list[Base]] = field(default_factory=dict)
+    # Each write-back, with its object when it is tracked.
+    updates: list[tuple["_UpdatePlan", tuple[Any, ...], Base | None]] = field(default_factory=list)
     # The session's connection (asked for once: `Session.connection` costs more than a
     # statement's bind), and its `info`, where it is registered (see `_before_statement`).
     connection: Connection | None = None
@@ -222,19 +238,65 @@ def _before_statement(connection: Connection, *_args: Any) -> None:
         _send(connection, pending)
 
 
-def insert_rows(session: Session, objects: Sequence[Base]) -> None:
+def insert_rows(session: Session, objects: Sequence[Base], *, track: bool = False) -> None:
     """INSERT transient objects of one class now (or, deferred, when `defer_writes` sends them),
-    in the session's transaction."""
+    in the session's transaction.
+
+    `track` (PostgreSQL; nothing elsewhere): each object is made its row as written, its
+    defaults filled in, detached with its identity, and given its row's version once sent
+    (`ROW_VERSION`), so that a later transaction can write it back without reading it again."""
     if not objects:
         return
     connection = _connection(session)
     plan = _plan(type(objects[0]), connection.dialect)
     rows = [values(obj, plan) for obj in objects]
+    owners: list[Base] | None = None
+    if track and connection.dialect.name == "postgresql":
+        for obj in objects:
+            _fill_defaults(obj, plan)
+        plan, owners = _tracked_plan(plan), list(objects)
     pending: _Pending | None = session.info.get(_DEFERRED)
     if pending is not None:
         pending.inserts.setdefault(plan, []).extend(rows)
+        if owners is not None:
+            pending.owners.setdefault(plan, []).extend(owners)
         return
-    execute_driver(connection, plan.sql, rows)
+    if owners is None:
+        execute_driver(connection, plan.sql, rows)
+        return
+    outcomes = _run_libpq(connection, [(plan.sql, row) for row in rows])
+    for obj, outcome in zip(owners, outcomes, strict=True):
+        _note_version(obj, outcome)
+
+
+def _fill_defaults(obj: Base, plan: _Plan) -> None:
+    """Give `obj` the scalar defaults its INSERT fills in, so that it holds what its row does."""
+    state = obj.__dict__
+    for attribute, default, _processor in plan.columns:
+        if state.get(attribute) is None:
+            state[attribute] = default
+
+
+@functools.cache
+def _tracked_plan(plan: _Plan) -> _Plan:
+    return _Plan(plan.table, plan.sql + _RETURNING, plan.columns, tracked=True)
+
+
+def _note_version(obj: Base, outcome: "libpq.Outcome") -> None:
+    """Note the version a tracked write returned on its object, detached with its identity."""
+    if outcome.rows is None or len(outcome.rows) != 1:
+        raise StaleDataError(f"a write of {type(obj).__name__} returned no row version")
+    xmin, ctid = outcome.rows[0][:2]
+    obj.__dict__[ROW_VERSION] = (xmin, ctid)
+    state = instance_state(obj)
+    if state.key is None:  # a new row: as if loaded and expunged
+        state.key = inspect(type(obj)).identity_key_from_instance(obj)
+
+
+def row_version(obj: Base) -> tuple[str, str] | None:
+    """The version of `obj`'s row as this process last wrote it, if it tracked the write."""
+    version: tuple[str, str] | None = obj.__dict__.get(ROW_VERSION)
+    return version
 
 
 # The most rows one multi-row INSERT takes: sizes are powers of two up to it, so that each table
@@ -253,34 +315,42 @@ def _multi_row(sql: str, columns: int, count: int) -> str:
     return head + ", ".join(groups)
 
 
-def _statements(
-    pending: _Pending, multi_row: bool
-) -> list[tuple[str, list[tuple[Any, ...]], int | None]]:
-    """What `pending` holds as (SQL, rows, rows the statement must match or None), emptying it:
-    new rows parents first, then the write-backs in order, one statement per run of the same
-    UPDATE. `multi_row`: several new rows of a table go in one INSERT (each statement has a
-    cost of its own on PostgreSQL, whereas SQLite's `executemany` is a loop in C)."""
+# (SQL, its rows, how many rows it must match or None, the objects whose versions it returns)
+_Statement = tuple[str, list[tuple[Any, ...]], int | None, list[Base] | None]
+
+
+def _statements(pending: _Pending, multi_row: bool) -> list[_Statement]:
+    """What `pending` holds as `_Statement`s, emptying it: new rows parents first, then the
+    write-backs in order, one statement per run of the same UPDATE. `multi_row`: several new
+    rows of a table go in one INSERT (each statement has a cost of its own on PostgreSQL,
+    whereas SQLite's `executemany` is a loop in C), unless each returns its row's version."""
     order = _table_order()
-    statements: list[tuple[str, list[tuple[Any, ...]], int | None]] = []
-    for plan in sorted(pending.inserts, key=lambda p: order[p.table]):
+    statements: list[_Statement] = []
+    for plan in sorted(pending.inserts, key=lambda p: (order[p.table], p.tracked)):
         rows = pending.inserts[plan]
+        if plan.tracked:
+            statements.append((plan.sql, rows, None, pending.owners[plan]))
+            continue
         if not multi_row or len(rows) == 1:
-            statements.append((plan.sql, rows, None))
+            statements.append((plan.sql, rows, None, None))
             continue
         start = 0
         while start < len(rows):
             count = min(_MOST_ROWS, 1 << ((len(rows) - start).bit_length() - 1))
             flat = tuple(value for row in rows[start : start + count] for value in row)
-            statements.append((_multi_row(plan.sql, len(plan.columns), count), [flat], None))
+            statements.append((_multi_row(plan.sql, len(plan.columns), count), [flat], None, None))
             start += count
-    runs: list[tuple[str, list[tuple[Any, ...]]]] = []
-    for update, row in pending.updates:
+    runs: list[tuple[str, list[tuple[Any, ...]], list[Base] | None]] = []
+    for update, row, owner in pending.updates:
         if runs and runs[-1][0] == update.sql:
             runs[-1][1].append(row)
         else:
-            runs.append((update.sql, [row]))
-    statements += [(sql, batch, len(batch)) for sql, batch in runs]
+            runs.append((update.sql, [row], None if owner is None else []))
+        if owner is not None:
+            cast(list[Base], runs[-1][2]).append(owner)
+    statements += [(sql, batch, len(batch), owners) for sql, batch, owners in runs]
     pending.inserts.clear()
+    pending.owners.clear()
     pending.updates.clear()
     return statements
 
@@ -294,7 +364,7 @@ def _send(
         return _send_libpq(connection, _statements(pending, multi_row=True), reads)
     statements = _statements(pending, multi_row=False)
     results: list[list[Any]] = []
-    for sql, batch, expected in statements:
+    for sql, batch, expected, _owners in statements:  # tracking is PostgreSQL's only
         matched = execute_driver(connection, sql, batch)
         if expected is not None and matched != expected:
             # As the ORM's flush would: each row written back was expected to be there.
@@ -308,7 +378,7 @@ def _send(
 
 def _send_libpq(
     connection: Connection,
-    statements: list[tuple[str, list[tuple[Any, ...]], int | None]],
+    statements: list[_Statement],
     reads: Sequence[tuple[str, tuple[Any, ...]]],
     *,
     commit: bool = False,
@@ -317,7 +387,7 @@ def _send_libpq(
     the COMMIT after them with `commit` (each write-back then checks its row itself)."""
     flat: list[tuple[str, Sequence[Any]]] = []
     guarded: dict[int, str] = {}  # position in `flat` -> the write-back it guards
-    for sql, batch, expected in statements:
+    for sql, batch, expected, _owners in statements:
         if commit and expected is not None:
             for row in batch:
                 guarded[len(flat)] = sql
@@ -327,19 +397,29 @@ def _send_libpq(
     flat += reads
     outcomes = _run_libpq(connection, flat, commit=commit, guarded=guarded)
     position = 0
-    for sql, batch, expected in statements:
-        matched = sum(outcome.rowcount for outcome in outcomes[position : position + len(batch)])
+    for sql, batch, expected, owners in statements:
+        answers = outcomes[position : position + len(batch)]
+        matched = sum(outcome.rowcount for outcome in answers)
         position += len(batch)
         if expected is not None and matched != expected:
             # As the ORM's flush would: each row written back was expected to be there.
             raise StaleDataError(f"{sql!r} matched {matched} rows, not {expected}.")
+        if owners is not None:
+            for obj, outcome in zip(owners, answers, strict=True):
+                _note_version(obj, outcome)
     return [cast(list[Any], outcome.rows) for outcome in outcomes[position:]]
 
 
 @functools.cache
 def _guarded(update: str) -> str:
     """A write-back's UPDATE made to fail (division by zero) unless it matches one row: sent
-    ahead of a COMMIT in the same round trip, it stops the COMMIT when its row is missing."""
+    ahead of a COMMIT in the same round trip, it stops the COMMIT when its row is missing. A
+    tracked one still answers its row's version first."""
+    if update.endswith(_RETURNING):
+        return (
+            f"WITH written AS ({update}) "
+            "SELECT max(row_xmin), max(row_ctid), 1 / (count(*) = 1)::int FROM written"
+        )
     return f"WITH written AS ({update} RETURNING 1) SELECT 1 / (count(*) = 1)::int FROM written"
 
 
@@ -608,16 +688,21 @@ class _UpdatePlan:
     columns: tuple[tuple[str, Callable[[Any], Any] | None], ...]
 
 
-_update_plans: dict[tuple[type[Base], frozenset[str], str], _UpdatePlan] = {}
+_update_plans: dict[tuple[type[Base], frozenset[str], str, bool, bool], _UpdatePlan] = {}
 
 
-def _update_plan(cls: type[Base], changed: frozenset[str], dialect: Dialect) -> _UpdatePlan:
-    key = (cls, changed, dialect.name)
+def _update_plan(
+    cls: type[Base], changed: frozenset[str], dialect: Dialect, *, expect: bool = False,
+    track: bool = False,
+) -> _UpdatePlan:  # fmt: skip
+    """The UPDATE of `changed` columns of a row by its key; `expect`: only if the row is still
+    the version given after the key (PostgreSQL); `track`: returning the version it writes."""
+    key = (cls, changed, dialect.name, expect, track)
     plan = _update_plans.get(key)
     if plan is None:
         mapper: Mapper[Any] = inspect(cls)
         preparer = dialect.identifier_preparer
-        marks = iter(_marks(dialect, len(changed) + len(mapper.primary_key)))
+        marks = iter(_marks(dialect, len(changed) + len(mapper.primary_key) + 2 * expect))
         sets, wheres, columns = [], [], []
         for prop in mapper.column_attrs:
             if prop.key in changed:
@@ -628,18 +713,29 @@ def _update_plan(cls: type[Base], changed: frozenset[str], dialect: Dialect) -> 
             key_prop = mapper.get_property_by_column(key_column)
             wheres.append(f"{preparer.quote(key_column.name)} = {next(marks)}")
             columns.append((key_prop.key, key_column.type._cached_bind_processor(dialect)))
+        if expect:
+            wheres += [f"xmin = {next(marks)}::xid", f"ctid = {next(marks)}::tid"]
         table = cast(Table, mapper.local_table)
         sql = (
             f"UPDATE {preparer.format_table(table)} SET {', '.join(sets)} "
-            f"WHERE {' AND '.join(wheres)}"
+            f"WHERE {' AND '.join(wheres)}{_RETURNING if track else ''}"
         )
         plan = _update_plans[key] = _UpdatePlan(sql, tuple(columns))
     return plan
 
 
-def write_back(session: Session, obj: Base) -> None:
+def write_back(
+    session: Session, obj: Base, *, track: bool = False, expect_version: bool = False
+) -> None:
     """UPDATE the columns of a detached, locked row that changed since it was loaded (now, or,
-    deferred, before the transaction's next read)."""
+    deferred, before the transaction's next read).
+
+    `track` (PostgreSQL; nothing elsewhere): note the version of the row it writes on `obj`
+    (`ROW_VERSION`). `expect_version` (PostgreSQL): `obj` was not read in this transaction
+    but kept from one that tracked its write: the UPDATE matches only if the row is still that
+    version, and otherwise fails as a missing row does (`StaleDataError`), so the transaction
+    rolls back and its work can be run again on a fresh read. It then writes even when nothing
+    changed: the write is what checks the row and locks it."""
     state = instance_state(obj)
     values = state.dict
     columns = column_keys(type(obj))
@@ -650,20 +746,44 @@ def write_back(session: Session, obj: Base) -> None:
         for key, loaded in state.committed_state.items()
         if key in columns and values.get(key) != loaded
     )
-    if not changed:
-        return
     connection = _connection(session)
-    plan = _update_plan(type(obj), changed, connection.dialect)
+    postgres = connection.dialect.name == "postgresql"
+    version: tuple[str, str] | None = values.pop(ROW_VERSION, None)  # written over from here
+    if expect_version:
+        if version is None or not postgres:
+            raise ValueError(f"this {type(obj).__name__} has no row version to expect")
+        if not changed:  # the write still checks the version and locks the row
+            changed = frozenset(key for key in _primary_keys(type(obj)))
+    elif not changed:
+        if version is not None:
+            values[ROW_VERSION] = version  # nothing written: the row is still that version
+        return
+    track = track and postgres
+    plan = _update_plan(type(obj), changed, connection.dialect, expect=expect_version, track=track)
     row = tuple(
         values.get(attribute) if processor is None else processor(values.get(attribute))
         for attribute, processor in plan.columns
     )
+    if expect_version:
+        row += cast(tuple[str, str], version)
     pending: _Pending | None = session.info.get(_DEFERRED)
     if pending is not None:
-        pending.updates.append((plan, row))
+        pending.updates.append((plan, row, obj if track else None))
+    elif track or expect_version:
+        outcomes = _run_libpq(connection, [(plan.sql, row)])
+        if outcomes[0].rowcount != 1:
+            raise StaleDataError(f"UPDATE of {type(obj).__name__} matched no row, not 1.")
+        if track:
+            _note_version(obj, outcomes[0])
     else:
         matched = execute_driver(connection, plan.sql, [row])
         if matched != 1:  # as the ORM's flush would: the row was expected to be there
             raise StaleDataError(f"UPDATE of {type(obj).__name__} matched {matched} rows, not 1.")
     for attribute in changed:  # what was written is now the row's committed state
         set_committed_value(obj, attribute, values.get(attribute))
+
+
+@functools.cache
+def _primary_keys(cls: type[Base]) -> tuple[str, ...]:
+    mapper: Mapper[Any] = inspect(cls)
+    return tuple(mapper.get_property_by_column(column).key for column in mapper.primary_key)

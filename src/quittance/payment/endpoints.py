@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.responses import Response
 
 from quittance.api.deps import DbDep, SettingsDep
@@ -90,8 +91,9 @@ async def pay(
     """The pay, as the route and its fast lane (`payment/fast_lane.py`) both run it.
 
     Each step is a group-committed unit of work (safe to run again after a rollback: a new
-    attempt gets new ids, and recording an answer reads the payment again); the provider is
-    called in a worker thread, only once the attempt is committed.
+    attempt gets new ids, and recording an answer reads the payment again, where the first
+    time it may write back the attempt's rows as they were written); the provider is called
+    in a worker thread, only once the attempt is committed.
     """
 
     def start(session: Session) -> service.Attempt:
@@ -104,11 +106,22 @@ async def pay(
             service.call_provider, attempt, settings
         )
 
+        kept = [attempt.rows]  # the attempt's rows, used at most once (they are changed)
+
         def record(session: Session) -> service.Recorded:
-            return service.record_call(session, attempt, call, settings)
+            rows, kept[0] = kept[0], None  # run again after a rollback: read them afresh
+            return service.record_call(session, attempt, call, settings, kept=rows)
 
         # Rendered here, once committed, from the rows as written (out of the writer's batch).
-        recorded: service.Recorded = await run.db.write_grouped(record)
+        recorded: service.Recorded
+        try:
+            recorded = await run.db.write_grouped(record)
+        except StaleDataError:
+            if attempt.rows is None:
+                raise
+            # Someone wrote the kept rows since the attempt, and the unit was alone in its
+            # batch (a batch runs its units again alone, which reads them, by itself).
+            recorded = await run.db.write_grouped(record)
         document = render_payment(recorded.payment)
         document["invoice"] = recorded.invoice_document or render_invoice(
             recorded.invoice, settings.public_base_url

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from quittance import clock
 from quittance.auth.dependencies import Caller
 from quittance.config import Settings
-from quittance.db.rows import build, fetch, insert_rows, rows_read, write_back
+from quittance.db.rows import build, fetch, insert_rows, row_version, rows_read, write_back
 from quittance.domain.errors import Conflict, NotFound, QuittanceError
 from quittance.domain.exchange import ExchangeRate, convert, received_value
 from quittance.domain.fees import FeeSchedule, Received, Terms, advance, charge, commission
@@ -90,6 +90,10 @@ class Attempt:
     # The method's fee schedule in the invoice's currency as the attempt read it: the answer
     # of this same request prices its money with it instead of reading it again.
     schedule: FeeSchedule | None
+    # The invoice and the payment as the attempt wrote them (detached). On PostgreSQL their
+    # writes were tracked: the answer of this same request writes them back if their rows are
+    # still those versions, instead of reading them again (see `record_call`).
+    rows: tuple[Invoice, Payment] | None = None
 
 
 class _Unread(enum.Enum):
@@ -188,16 +192,17 @@ def start_attempt(
         updated_at=now,
     )
     # Inserted through the driver (as create inserts invoices): a new attempt needs none of the
-    # unit of work's tracking; the object is only read from here on.
-    insert_rows(session, [payment])
+    # unit of work's tracking. Its write is tracked, as the invoice's: the answer writes both
+    # back without reading them again, if nobody wrote them since (`record_call`).
+    insert_rows(session, [payment], track=True)
     moved = change_status(session, invoice, Status.PROCESSING, Trigger.ATTEMPT_START, base_url)
     _payment_event(session, payment, invoice, "payment.created", settings, moved.data["object"])
-    write_back(session, invoice)
+    write_back(session, invoice, track=True)
     return Attempt(
         payment.id, caller.merchant_id, caller.livemode, invoice.id, price.payer_amount,
         price.payer_currency or invoice.currency, method.type, method.provider_token,
         descriptor(options.descriptor_template, options.merchant_name, invoice), tuple(chosen),
-        price.schedule,
+        price.schedule, (invoice, payment),
     )  # fmt: skip
 
 
@@ -313,18 +318,31 @@ class Recorded:
 
 
 def record_call(
-    session: Session, attempt: Attempt, call: CallOutcome, settings: Settings
-) -> Recorded:
+    session: Session, attempt: Attempt, call: CallOutcome, settings: Settings, *,
+    kept: tuple[Invoice, Payment] | None = None,
+) -> Recorded:  # fmt: skip
     """Step 3: record the provider's answer.
 
     If the worker already finished the attempt, only money it did not know of is recorded
     (a late answer never loses a capture). If no connection answered and one of them timed
     out, the outcome is unknown, not a failure: the payment stays pending and the worker asks
     the provider.
+
+    `kept`: the invoice and payment as the attempt wrote them (`Attempt.rows`), usable once
+    (they are changed here). When both carry their row's version (PostgreSQL), they are not
+    read again: their write-backs expect those versions, so if anything wrote either row
+    since, the write fails (`StaleDataError`), the unit of work rolls back, and it is run again
+    without `kept`, on rows read and locked.
     """
+    if kept is not None and all(row_version(row) is not None for row in kept):
+        invoice, payment = kept
+        document = _record(session, payment, invoice, call, settings, attempt.schedule)
+        write_back(session, invoice, expect_version=True)  # the invoice first, as everywhere
+        write_back(session, payment, expect_version=True)
+        return Recorded(payment, invoice, document)
     # Both locked (the invoice first, as everywhere) and detached, read together (one round
     # trip on PostgreSQL): their changes are written with one UPDATE each.
-    invoice, payments = fetch(
+    found, payments = fetch(
         session,
         invoice_repository.locked_read(session, attempt.merchant_id, attempt.invoice_id),
         rows_read(
@@ -332,9 +350,9 @@ def record_call(
             lock=True,
         ),
     )  # fmt: skip
-    if invoice is None or not payments:
+    if found is None or not payments:
         raise PaymentNotFound(f"No payment {attempt.payment_id!r} exists.")
-    payment = payments[0]
+    invoice, payment = found, payments[0]
     document = _record(session, payment, invoice, call, settings, attempt.schedule)
     write_back(session, invoice)
     write_back(session, payment)
