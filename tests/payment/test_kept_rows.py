@@ -1,6 +1,8 @@
-"""The answer of a pay writes back the rows its attempt wrote, without reading them again, as
-long as nobody else wrote them since (PostgreSQL's row versions); otherwise it reads them
-afresh. Either way the pay answers what the API then shows."""
+"""On PostgreSQL a pay works from rows this process wrote itself, without reading them again,
+as long as nobody wrote them since (their row versions): the attempt from the invoice its
+create wrote (`invoice/kept.py`), the answer from the invoice and payment its attempt wrote.
+Otherwise (and on SQLite) it reads them afresh. Either way the pay answers what the API then
+shows, and a change made meanwhile is neither lost nor ignored."""
 
 import threading
 import time
@@ -10,7 +12,18 @@ from sqlalchemy import text
 
 from quittance.db.uow import Database
 from tests.factories import Api
-from tests.payment.helpers import SUCCEEDS, card, invoice, paid, payment, payments_of, set_routes
+from tests.payment.helpers import (
+    SUCCEEDS,
+    card,
+    invoice,
+    paid,
+    pay,
+    payment,
+    payments_of,
+    problem,
+    set_routes,
+    state,
+)
 
 
 def test_the_pay_answers_the_rows_as_the_api_then_shows_them(papi: Api) -> None:
@@ -51,3 +64,34 @@ def test_rows_written_by_someone_else_during_the_provider_call_are_read_afresh(
     assert invoice(papi, created["id"]) == answer["invoice"]
     [row] = payments_of(db, created["id"])
     assert (row.status, row.amount_received) == ("succeeded", 2500)
+
+
+def test_an_invoice_changed_between_its_create_and_its_pay_is_paid_as_it_now_is(
+    papi: Api, db: Database
+) -> None:
+    created = papi.create_invoice(amount=2500, currency="EUR", metadata={"order": "1"})
+    with db.write() as session:  # as another process would: this one's kept copy is stale
+        session.execute(
+            text(
+                "UPDATE invoices SET metadata = :metadata, description = 'changed' WHERE id = :id"
+            ),
+            {"metadata": '{"order": "2"}', "id": created["id"]},
+        )
+    answer = paid(papi, created["id"], card(SUCCEEDS))
+    assert (answer["status"], answer["invoice"]["status"]) == ("succeeded", "processed")
+    assert answer["invoice"]["metadata"] == {"order": "2"}
+    assert answer["invoice"]["description"] == "changed"
+    assert invoice(papi, created["id"]) == answer["invoice"]
+    assert payment(papi, answer["id"]) == answer
+
+
+def test_an_invoice_cancelled_after_its_create_is_not_paid(papi: Api, db: Database) -> None:
+    """The create's copy still says `created`: the pay must not believe it."""
+    created = papi.create_invoice(amount=2500, currency="EUR")
+    cancelled = papi.post(f"/v1/invoices/{created['id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    before = state(db, papi.merchant.id)
+    body = problem(pay(papi, created["id"], card(SUCCEEDS)), 409, "invoice_not_payable")
+    assert body["invoice_status"] == "cancelled"
+    assert state(db, papi.merchant.id) == before
+    assert payments_of(db, created["id"]) == []

@@ -50,8 +50,17 @@ class _Plan:
     tracked: bool = False  # the INSERT returns each row's version (`track`)
 
 
-# PostgreSQL: what a tracked write returns, the version of the row it wrote (see `ROW_VERSION`).
-_RETURNING = " RETURNING xmin::text AS row_xmin, ctid::text AS row_ctid"
+@functools.cache
+def _returning(cls: type[Base], dialect: Dialect) -> str:
+    """PostgreSQL: what a tracked write returns, the version of each row it wrote (see
+    `ROW_VERSION`) and the row's key (to tell which object it is)."""
+    mapper: Mapper[Any] = inspect(cls)
+    keys = ", ".join(
+        f"{dialect.identifier_preparer.quote(column.name)} AS row_key_{n}"
+        for n, column in enumerate(mapper.primary_key)
+    )
+    return f" RETURNING xmin::text AS row_xmin, ctid::text AS row_ctid, {keys}"
+
 
 # Key, in a detached object's `__dict__`, of the version of its row as this process last wrote
 # it (`track`): on PostgreSQL the row version's `xmin` (the transaction that wrote it) and `ctid`
@@ -254,7 +263,8 @@ def insert_rows(session: Session, objects: Sequence[Base], *, track: bool = Fals
     if track and connection.dialect.name == "postgresql":
         for obj in objects:
             _fill_defaults(obj, plan)
-        plan, owners = _tracked_plan(plan), list(objects)
+        plan = _tracked_plan(plan, _returning(type(objects[0]), connection.dialect))
+        owners = list(objects)
     pending: _Pending | None = session.info.get(_DEFERRED)
     if pending is not None:
         pending.inserts.setdefault(plan, []).extend(rows)
@@ -265,8 +275,7 @@ def insert_rows(session: Session, objects: Sequence[Base], *, track: bool = Fals
         execute_driver(connection, plan.sql, rows)
         return
     outcomes = _run_libpq(connection, [(plan.sql, row) for row in rows])
-    for obj, outcome in zip(owners, outcomes, strict=True):
-        _note_version(obj, outcome)
+    _note_versions(owners, [found for outcome in outcomes for found in outcome.rows or ()])
 
 
 def _fill_defaults(obj: Base, plan: _Plan) -> None:
@@ -278,19 +287,26 @@ def _fill_defaults(obj: Base, plan: _Plan) -> None:
 
 
 @functools.cache
-def _tracked_plan(plan: _Plan) -> _Plan:
-    return _Plan(plan.table, plan.sql + _RETURNING, plan.columns, tracked=True)
+def _tracked_plan(plan: _Plan, returning: str) -> _Plan:
+    return _Plan(plan.table, plan.sql + returning, plan.columns, tracked=True)
 
 
-def _note_version(obj: Base, outcome: "libpq.Outcome") -> None:
-    """Note the version a tracked write returned on its object, detached with its identity."""
-    if outcome.rows is None or len(outcome.rows) != 1:
-        raise StaleDataError(f"a write of {type(obj).__name__} returned no row version")
-    xmin, ctid = outcome.rows[0][:2]
-    obj.__dict__[ROW_VERSION] = (xmin, ctid)
-    state = instance_state(obj)
-    if state.key is None:  # a new row: as if loaded and expunged
-        state.key = inspect(type(obj)).identity_key_from_instance(obj)
+def _note_versions(owners: Sequence[Base], returned: Sequence[Sequence[Any]]) -> None:
+    """Note on each object the version its tracked write returned (`_returning`: the version,
+    then the key), and make a new row's object detached with its identity, as if loaded and
+    expunged: what was assigned before the INSERT is then its loaded state."""
+    by_key = {tuple(obj.__dict__[key] for key in _primary_keys(type(obj))): obj for obj in owners}
+    for found in returned:  # (a guarded write-back's answer has its check after the key)
+        obj = by_key.pop(tuple(found[2 : 2 + len(_primary_keys(type(owners[0])))]), None)
+        if obj is None:
+            raise StaleDataError(f"a tracked write returned a row it did not write: {found!r}")
+        obj.__dict__[ROW_VERSION] = (found[0], found[1])
+        state = instance_state(obj)
+        if state.key is None:
+            state.key = inspect(type(obj)).identity_key_from_instance(obj)
+            state.committed_state.clear()
+    if by_key:
+        raise StaleDataError(f"a tracked write returned no row version for {len(by_key)} rows")
 
 
 def row_version(obj: Base) -> tuple[str, str] | None:
@@ -308,11 +324,12 @@ _MOST_ROWS = 64
 def _multi_row(sql: str, columns: int, count: int) -> str:
     """`sql`, PostgreSQL's INSERT of one row of `columns` columns, made to insert `count`."""
     head = sql[: sql.rindex(" VALUES ") + len(" VALUES ")]
+    tail = sql[sql.index(" RETURNING ") :] if " RETURNING " in sql else ""  # a tracked one's
     groups = (
         "(" + ", ".join(f"${row * columns + n}" for n in range(1, columns + 1)) + ")"
         for row in range(count)
     )
-    return head + ", ".join(groups)
+    return head + ", ".join(groups) + tail
 
 
 # (SQL, its rows, how many rows it must match or None, the objects whose versions it returns)
@@ -328,17 +345,16 @@ def _statements(pending: _Pending, multi_row: bool) -> list[_Statement]:
     statements: list[_Statement] = []
     for plan in sorted(pending.inserts, key=lambda p: (order[p.table], p.tracked)):
         rows = pending.inserts[plan]
-        if plan.tracked:
-            statements.append((plan.sql, rows, None, pending.owners[plan]))
-            continue
+        owners = pending.owners.get(plan)  # tracked: every row's object
         if not multi_row or len(rows) == 1:
-            statements.append((plan.sql, rows, None, None))
+            statements.append((plan.sql, rows, None, owners))
             continue
         start = 0
         while start < len(rows):
             count = min(_MOST_ROWS, 1 << ((len(rows) - start).bit_length() - 1))
             flat = tuple(value for row in rows[start : start + count] for value in row)
-            statements.append((_multi_row(plan.sql, len(plan.columns), count), [flat], None, None))
+            chunk = None if owners is None else owners[start : start + count]
+            statements.append((_multi_row(plan.sql, len(plan.columns), count), [flat], None, chunk))
             start += count
     runs: list[tuple[str, list[tuple[Any, ...]], list[Base] | None]] = []
     for update, row, owner in pending.updates:
@@ -405,8 +421,7 @@ def _send_libpq(
             # As the ORM's flush would: each row written back was expected to be there.
             raise StaleDataError(f"{sql!r} matched {matched} rows, not {expected}.")
         if owners is not None:
-            for obj, outcome in zip(owners, answers, strict=True):
-                _note_version(obj, outcome)
+            _note_versions(owners, [found for outcome in answers for found in outcome.rows or ()])
     return [cast(list[Any], outcome.rows) for outcome in outcomes[position:]]
 
 
@@ -414,11 +429,12 @@ def _send_libpq(
 def _guarded(update: str) -> str:
     """A write-back's UPDATE made to fail (division by zero) unless it matches one row: sent
     ahead of a COMMIT in the same round trip, it stops the COMMIT when its row is missing. A
-    tracked one still answers its row's version first."""
-    if update.endswith(_RETURNING):
+    tracked one still answers its row's version and key first."""
+    if " RETURNING xmin::text AS row_xmin" in update:
+        keys = "".join(f", min(row_key_{n})" for n in range(update.count(" AS row_key_")))
         return (
             f"WITH written AS ({update}) "
-            "SELECT max(row_xmin), max(row_ctid), 1 / (count(*) = 1)::int FROM written"
+            f"SELECT min(row_xmin), min(row_ctid){keys}, 1 / (count(*) = 1)::int FROM written"
         )
     return f"WITH written AS ({update} RETURNING 1) SELECT 1 / (count(*) = 1)::int FROM written"
 
@@ -718,7 +734,7 @@ def _update_plan(
         table = cast(Table, mapper.local_table)
         sql = (
             f"UPDATE {preparer.format_table(table)} SET {', '.join(sets)} "
-            f"WHERE {' AND '.join(wheres)}{_RETURNING if track else ''}"
+            f"WHERE {' AND '.join(wheres)}{_returning(cls, dialect) if track else ''}"
         )
         plan = _update_plans[key] = _UpdatePlan(sql, tuple(columns))
     return plan
@@ -774,7 +790,7 @@ def write_back(
         if outcomes[0].rowcount != 1:
             raise StaleDataError(f"UPDATE of {type(obj).__name__} matched no row, not 1.")
         if track:
-            _note_version(obj, outcomes[0])
+            _note_versions([obj], outcomes[0].rows or ())
     else:
         matched = execute_driver(connection, plan.sql, [row])
         if matched != 1:  # as the ORM's flush would: the row was expected to be there

@@ -10,13 +10,14 @@ from quittance import clock
 from quittance.auth.dependencies import Caller
 from quittance.customer.service import customer_for_invoice
 from quittance.db.rows import build, insert_rows
+from quittance.db.uow import after_commit
 from quittance.domain import line_items as lines
 from quittance.domain.errors import Conflict, NotFound, ValidationFailed
 from quittance.domain.ids import new_id, new_token
 from quittance.domain.invoice import EXPIRABLE, Status, Trigger, apply_transition
 from quittance.domain.money import MAX_AMOUNT
 from quittance.event import service as events
-from quittance.invoice import repository
+from quittance.invoice import kept, repository
 from quittance.invoice.schemas import (
     CustomerIn,
     InvoiceCreate,
@@ -172,9 +173,12 @@ def create_invoice(
     set_committed_value(invoice, "line_items", built)
     invoice.search_text = repository.search_text(invoice)
     # Inserted through Core: a new invoice needs none of the unit of work's tracking, and this
-    # is the hottest write in the product. The object is only rendered from here on.
-    insert_rows(session, [invoice])
-    insert_rows(session, list(built))
+    # is the hottest write in the product. The object is rendered from here on, and kept for
+    # a pay that follows (`invoice/kept.py`), so its write is tracked.
+    insert_rows(session, [invoice], track=True)
+    insert_rows(session, list(built), track=True)
+    if not draft:  # a draft cannot be paid until it is finalised, which writes it
+        after_commit(session, lambda: kept.keep(invoice))
     row = apply_transition(None, Status(invoice.status),
                            Trigger.CREATE_DRAFT if draft else Trigger.CREATE)  # fmt: skip
     document = render_invoice(invoice, base_url)
@@ -208,6 +212,11 @@ def load_for_change(
         invoice = repository.get(session, caller, invoice_id, lock=True)
     if invoice is None:
         raise InvoiceNotFound(f"No invoice {invoice_id!r} exists.")
+    return apply_lifetime(session, invoice, base_url)
+
+
+def apply_lifetime(session: Session, invoice: Invoice, base_url: str) -> Invoice:
+    """Expire an invoice about to be changed if its lifetime has passed."""
     if is_overdue(invoice, clock.now()):
         change_status(session, invoice, Status.EXPIRED, Trigger.EXPIRE, base_url)
     return invoice

@@ -23,6 +23,7 @@ from quittance.db.uow import Database
 from quittance.domain.errors import QuittanceError
 from quittance.idempotency.dependencies import IdempotentDep
 from quittance.idempotency.service import IdempotentRequest
+from quittance.invoice import kept as kept_invoices
 from quittance.invoice.schemas import render_invoice
 from quittance.invoice.service import get_invoice
 from quittance.models import Payment
@@ -96,12 +97,28 @@ async def pay(
     in a worker thread, only once the attempt is committed.
     """
 
+    caller = run.caller
+    took = [False]  # whether a run took the invoice kept by its create (`invoice/kept.py`)
+
     def start(session: Session) -> service.Attempt:
-        return service.start_attempt(session, run.caller, invoice_id, body, settings,
-                                     country_header=country_header)  # fmt: skip
+        kept = None
+        if not took[0] and run.db.is_postgres:
+            kept = kept_invoices.take(caller.merchant_id, caller.livemode, invoice_id)
+            took[0] = kept is not None
+        return service.start_attempt(session, caller, invoice_id, body, settings,
+                                     country_header=country_header, kept=kept)  # fmt: skip
 
     async def handle() -> tuple[int, dict[str, Any]]:
-        attempt: service.Attempt = await run.db.write_grouped(start)
+        attempt: service.Attempt
+        try:
+            attempt = await run.db.write_grouped(start)
+        except (StaleDataError, QuittanceError):
+            if not took[0]:
+                raise
+            # The kept invoice was written since, or said no (it may be stale: a refusal is
+            # only trusted from the row read and locked), and the unit was alone in its batch
+            # (a batch runs its units again alone by itself, and a run again reads).
+            attempt = await run.db.write_grouped(start)
         call: service.CallOutcome = await _in_provider_thread(
             service.call_provider, attempt, settings
         )

@@ -31,7 +31,7 @@ from quittance.domain.payment import EVENTS, OPEN, PaymentStatus, check_payment_
 from quittance.event import service as events
 from quittance.invoice import repository as invoice_repository
 from quittance.invoice.schemas import render_invoice
-from quittance.invoice.service import change_status, load_for_change
+from quittance.invoice.service import apply_lifetime, change_status, load_for_change
 from quittance.ledger.service import post_capture
 from quittance.merchant.service import options_snapshot
 from quittance.models import Customer, Invoice, Payment, PaymentMethod
@@ -129,14 +129,20 @@ def start_attempt(
     settings: Settings,
     *,
     country_header: str | None = None,
+    kept: Invoice | None = None,
 ) -> Attempt:
     """Step 1: record the attempt and move the invoice to `processing`.
 
     The payer's country is decided as for pay options: the customer's, else the CDN header's.
+    `kept`: the invoice as this process created it (`invoice/kept.py`), used instead of
+    reading it: its write-back then expects its row unchanged, and fails otherwise
+    (`StaleDataError`), for the attempt to be run again on the invoice read and locked.
     """
     base_url = settings.public_base_url
-    # Locked and detached: its changes are written with one UPDATE at the end.
-    invoice = load_for_change(session, caller, invoice_id, base_url, detached=True)
+    if kept is not None:
+        invoice = apply_lifetime(session, kept, base_url)
+    else:  # locked and detached: its changes are written with one UPDATE at the end
+        invoice = load_for_change(session, caller, invoice_id, base_url, detached=True)
     if invoice.status not in PAYABLE:
         raise InvoiceNotPayable(
             f"An invoice that is {invoice.status} cannot be paid.", invoice_status=invoice.status
@@ -197,7 +203,7 @@ def start_attempt(
     insert_rows(session, [payment], track=True)
     moved = change_status(session, invoice, Status.PROCESSING, Trigger.ATTEMPT_START, base_url)
     _payment_event(session, payment, invoice, "payment.created", settings, moved.data["object"])
-    write_back(session, invoice, track=True)
+    write_back(session, invoice, track=True, expect_version=kept is not None)
     return Attempt(
         payment.id, caller.merchant_id, caller.livemode, invoice.id, price.payer_amount,
         price.payer_currency or invoice.currency, method.type, method.provider_token,
