@@ -20,9 +20,9 @@ repeated operation id with its first answer, so two workers never move money twi
 """
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import BindParameter, ColumnElement, and_, or_, select
 
 from quittance import clock
 from quittance.config import Settings
@@ -49,23 +49,44 @@ BATCH = 50
 KINDS: tuple[tuple[Kind, type[Row]], ...] = (("delivery", Delivery), ("cancellation", Cancellation))
 
 
+def _of_payment(model: type[Row]) -> ColumnElement[bool]:
+    return and_(Payment.id == model.payment_id, Payment.merchant_id == model.merchant_id)
+
+
+def _is_due(model: type[Row], cutoff: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
+    return and_(model.status == FulfilmentStatus.PENDING.value, model.updated_at <= cutoff)
+
+
+def recovery_cutoff(settings: Settings, now: datetime) -> datetime:
+    """Operations last changed at or before this are due: their call has ended."""
+    return now - timedelta(seconds=settings.payment_recovery_after)
+
+
+def any_due(cutoff: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
+    """Whether `due` would find an operation at `cutoff` (`recovery_cutoff`): what the
+    worker's look for due work (`jobs/due.py`) asks about."""
+    pending = [
+        select(model.id).join(Payment, _of_payment(model)).where(_is_due(model, cutoff)).exists()
+        for _kind, model in KINDS
+    ]
+    return or_(*pending)
+
+
 def due(db: Database, settings: Settings, limit: int = BATCH) -> list[ProviderCall]:
     """The provider calls of pending cancellations and deliveries old enough that their call
     has ended, as they were first sent (the amount comes from the payment's authorisation,
     which nothing else changes while one of its invoice's operations is pending)."""
-    cutoff = clock.now() - timedelta(seconds=settings.payment_recovery_after)
+    cutoff = recovery_cutoff(settings, clock.now())
     found: list[ProviderCall] = []
     with db.read() as session:
         for kind, model in KINDS:
             rows = session.execute(
                 select(model.id, model.merchant_id, model.livemode, model.amount, Payment)
-                .join(Payment, (Payment.id == model.payment_id)
-                      & (Payment.merchant_id == model.merchant_id))
-                .where(model.status == FulfilmentStatus.PENDING.value,
-                       model.updated_at <= cutoff)
+                .join(Payment, _of_payment(model))
+                .where(_is_due(model, cutoff))
                 .order_by(model.updated_at)
                 .limit(limit)
-            )  # fmt: skip
+            )
             for row_id, merchant_id, livemode, amount, payment in rows:
                 found.append(ProviderCall(
                     kind, row_id, merchant_id, livemode, payment.id,

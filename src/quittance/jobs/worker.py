@@ -2,7 +2,9 @@
 cancellations and deliveries, webhooks.
 
 Each job runs in its own unit of work. On PostgreSQL rows are claimed with
-`FOR UPDATE SKIP LOCKED`, so any number of workers can run side by side.
+`FOR UPDATE SKIP LOCKED`, so any number of workers can run side by side. A round first reads
+which jobs have due work (`jobs/due.py`, one short read outside any transaction) and runs only
+those: an idle round costs that read, not a transaction per job.
 """
 
 import logging
@@ -13,11 +15,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from quittance import clock
 from quittance.config import Settings
 from quittance.db.uow import Database
 from quittance.fulfilment.tasks import recover_pending
 from quittance.idempotency.service import purge_expired
 from quittance.invoice.tasks import expire_overdue
+from quittance.jobs.due import DueCheck
 from quittance.payment.tasks import settle_open_payments
 from quittance.refund.tasks import settle_open_refunds
 from quittance.webhook.dispatcher import Dispatcher
@@ -33,6 +37,7 @@ class Worker:
     settings: Settings
     stop_event: threading.Event = field(default_factory=threading.Event)
     dispatcher: Dispatcher | None = None
+    due_check: DueCheck | None = None  # built on the first round
 
     def jobs(self) -> list[tuple[str, Job]]:
         base_url = self.settings.public_base_url
@@ -41,10 +46,24 @@ class Worker:
             ("purge_idempotency_keys", purge_expired),
         ]
 
+    def due(self) -> dict[str, bool]:
+        """Which jobs have work now (one read); empty if the read fails, so every job runs."""
+        try:
+            if self.due_check is None:
+                self.due_check = DueCheck(self.db.engine)
+            return self.due_check.run(clock.now(), self.settings)
+        except Exception:
+            log.exception("worker look for due work failed")
+            return {}
+
     def run_once(self) -> dict[str, int]:
-        """Run every job once; return how many items each handled."""
+        """Run every job that has work once; return how many items each handled."""
+        due = self.due()
         done: dict[str, int] = {}
         for name, job in self.jobs():
+            if not due.get(name, True):
+                done[name] = 0
+                continue
             try:
                 with self.db.write() as session:
                     done[name] = job(session)
@@ -58,20 +77,26 @@ class Worker:
             ("settle_fulfilment", recover_pending),
         ]
         for name, settle in settlers:
+            if not due.get(name, True):
+                done[name] = 0
+                continue
             try:
                 done[name] = settle(self.db, self.settings)
             except Exception:
                 log.exception("worker job %s failed", name)
                 done[name] = 0
-        done["dispatch_webhooks"] = self.dispatch()
+        done["dispatch_webhooks"] = self.dispatch(due.get("dispatch_webhooks"))
         return done
 
-    def dispatch(self) -> int:
-        """Send due webhooks; the dispatcher commits on its own (claim, send, record)."""
+    def dispatch(self, due: bool | None = None) -> int:
+        """Send due webhooks; the dispatcher commits on its own (claim, send, record).
+
+        `due`: whether this round's look found a due delivery (None: the dispatcher looks).
+        """
         try:
             if self.dispatcher is None:
                 self.dispatcher = Dispatcher(self.db, self.settings)
-            return self.dispatcher.run_once()
+            return self.dispatcher.run_once(due=due)
         except Exception:
             log.exception("worker job dispatch_webhooks failed")
             return 0

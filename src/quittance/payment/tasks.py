@@ -9,9 +9,9 @@ number of workers can run, and no transaction is open while a provider is asked.
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import BindParameter, ColumnElement, and_, or_, select
 
 from quittance import clock
 from quittance.config import Settings
@@ -35,6 +35,16 @@ class Claimed:
     providers: tuple[str, ...]
 
 
+def is_due(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
+    """Open payments due for a look at `now` and not leased: what `claim` takes, and what the
+    worker's look for due work (`jobs/due.py`) asks about."""
+    return and_(
+        Payment.status.in_([s.value for s in OPEN]),
+        Payment.next_check_at <= now,
+        or_(Payment.lease_until.is_(None), Payment.lease_until < now),
+    )
+
+
 def claim(db: Database, limit: int = BATCH) -> list[Claimed]:
     """Lease open payments that are due for a look."""
     now = clock.now()
@@ -42,11 +52,7 @@ def claim(db: Database, limit: int = BATCH) -> list[Claimed]:
         rows = list(
             session.scalars(
                 select(Payment)
-                .where(
-                    Payment.status.in_([s.value for s in OPEN]),
-                    Payment.next_check_at <= now,
-                    or_(Payment.lease_until.is_(None), Payment.lease_until < now),
-                )
+                .where(is_due(now))
                 .order_by(Payment.next_check_at)
                 .limit(limit)
                 .with_for_update(skip_locked=True)

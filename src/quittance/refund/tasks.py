@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import BindParameter, ColumnElement, and_, or_, select
 
 from quittance import clock
 from quittance.config import Settings
@@ -37,6 +37,16 @@ class Claimed:
     created_at: datetime
 
 
+def is_due(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
+    """Pending refunds due for a look at `now` and not leased: what `claim` takes, and what the
+    worker's look for due work (`jobs/due.py`) asks about."""
+    return and_(
+        Refund.status == _PENDING,
+        Refund.next_check_at <= now,
+        or_(Refund.lease_until.is_(None), Refund.lease_until < now),
+    )
+
+
 def claim(db: Database, limit: int = BATCH) -> list[Claimed]:
     """Lease pending refunds that are due for a look."""
     now = clock.now()
@@ -44,11 +54,7 @@ def claim(db: Database, limit: int = BATCH) -> list[Claimed]:
         rows = list(
             session.scalars(
                 select(Refund)
-                .where(
-                    Refund.status == _PENDING,
-                    Refund.next_check_at <= now,
-                    or_(Refund.lease_until.is_(None), Refund.lease_until < now),
-                )
+                .where(is_due(now))
                 .order_by(Refund.next_check_at)
                 .limit(limit)
                 .with_for_update(skip_locked=True)

@@ -10,6 +10,10 @@ One round has three recovery points, and no transaction is open during an HTTP r
 3. Record (one commit per endpoint): each attempt's outcome, the delivery's next step (done,
    retry at the scheduled time, or given up), and the endpoint's health.
 
+Before 1, a round reads whether any head is due, outside any transaction and through the driver
+(`jobs/probe.py`): an idle poll, several a second, takes no lock and costs one short read. In
+the worker's full rounds that read is part of its one look for every job's work.
+
 A worker that dies between 1 and 3 leaves leases that run out; the next claim marks the lost
 attempts `abandoned` and sends the deliveries again, with the same `webhook-id`.
 
@@ -29,13 +33,15 @@ from datetime import datetime, timedelta
 
 import httpx
 import orjson
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from quittance import clock
 from quittance.config import Settings
+from quittance.db.types import UTCDateTime
 from quittance.db.uow import Database
 from quittance.event.service import render_event
+from quittance.jobs.probe import Probe
 from quittance.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from quittance.webhook import repository, retry, signing, ssrf
 from quittance.webhook.outbox import FAILED, SUCCEEDED
@@ -46,6 +52,7 @@ log = logging.getLogger("quittance.webhooks")
 MAX_RESPONSE_BODY = 4096  # bytes of the receiver's answer kept in the delivery log
 GONE = 410
 PURGE_EVERY = 60.0  # seconds between two purges of deleted endpoints' deliveries
+_NOW = bindparam("now", type_=UTCDateTime())
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +123,7 @@ class Dispatcher:
         )
         self._pool: ThreadPoolExecutor | None = None
         self._next_purge = 0.0  # time.monotonic() of the next purge: the first round's
+        self._any_due: Probe | None = None  # built on first use
 
     def close(self) -> None:
         if self._pool is not None:
@@ -123,8 +131,13 @@ class Dispatcher:
             self._pool = None
         self.client.close()
 
-    def run_once(self, now: datetime | None = None) -> int:
-        """Send what is due at `now` (default: the clock); return how many attempts were made."""
+    def run_once(self, now: datetime | None = None, *, due: bool | None = None) -> int:
+        """Send what is due at `now` (default: the clock); return how many attempts were made.
+
+        `due` is what the caller has already read (the worker's look for every job's work, at
+        a `now` no later than this one): False skips the round, True skips the look. With
+        None the round first looks itself.
+        """
         now = now or clock.now()
         started = time.monotonic()
 
@@ -134,9 +147,10 @@ class Dispatcher:
         if started >= self._next_purge:
             self._next_purge = started + PURGE_EVERY
             self.purge_deleted()
-        with self.db.read() as session:
-            if not repository.any_due(session, now):
-                return 0  # nothing due: no write transaction, no lock
+        if due is None:
+            due = self.any_due(now)
+        if not due:
+            return 0  # nothing due: no write transaction, no lock
         groups = self.claim(now)
         if not groups:
             return 0
@@ -147,6 +161,13 @@ class Dispatcher:
                 self.settings.webhook_concurrency, thread_name_prefix="quittance-webhook"
             )
         return sum(self._pool.map(lambda group: self._deliver(group, at, now), groups))
+
+    def any_due(self, now: datetime) -> bool:
+        """Whether some endpoint's head is due at `now`: one read, outside any transaction."""
+        if self._any_due is None:
+            self._any_due = Probe(self.db.engine, select(repository.any_due(_NOW)), [_NOW.key])
+        row = self._any_due.first(now=now)
+        return row is not None and bool(row[0])
 
     def purge_deleted(self) -> int:
         """Delete the deliveries queued for deleted endpoints; return how many. Never raises:

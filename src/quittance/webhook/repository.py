@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import BindParameter, Select, bindparam, delete, or_, select, update
+from sqlalchemy import BindParameter, Exists, Select, delete, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from quittance.auth.dependencies import Caller
@@ -150,14 +150,10 @@ def _heads(now: datetime | BindParameter[datetime]) -> Select[WebhookDelivery]:
     )
 
 
-# Built once: the worker polls with it several times a second, and building the statement
-# (an aliased, correlated subquery) costs more than running it on an empty queue.
-_ANY_DUE = _heads(bindparam("now")).with_only_columns(WebhookDelivery.id).limit(1)
-
-
-def any_due(session: Session, now: datetime) -> bool:
-    """Whether some endpoint's head is due: a cheap read before taking any lock."""
-    return session.scalar(_ANY_DUE, {"now": now}) is not None
+def any_due(now: datetime | BindParameter[datetime]) -> Exists:
+    """Whether some endpoint's head is due at `now`: what `due_heads` would find, for a cheap
+    read before taking any lock (the dispatcher's poll, the worker's look for due work)."""
+    return _heads(now).with_only_columns(WebhookDelivery.id).exists()
 
 
 def due_heads(session: Session, now: datetime, limit: int) -> list[WebhookDelivery]:
