@@ -6,6 +6,8 @@ call and the pay's second unit (the answer), each unit alone in its own `Databas
 with held-back inserts, as a batch of one. Prints the calling thread's CPU time per step (mean
 and median, microseconds) after a warm-up; `--cprofile SORT` profiles the measured
 lifecycles too. Each unit pays its own commit here, which group commit shares in the server.
+As in the server, the attempt starts from the invoice its create kept, and the answer from
+the rows the attempt wrote (PostgreSQL: `invoice/kept.py`, `payment.service.record_call`).
 
     .venv/bin/python bench/profile_pay.py --database sqlite --count 1000
     .venv/bin/python bench/profile_pay.py --database postgresql --cprofile tottime
@@ -50,6 +52,7 @@ def lifecycle_steps(url: str, workdir: Path) -> Callable[[dict[str, list[float]]
     from quittance.db.migrate import upgrade
     from quittance.db.rows import defer_writes, flush_deferred
     from quittance.db.uow import Database
+    from quittance.invoice import kept as kept_invoices
     from quittance.invoice import service as invoices
     from quittance.invoice.schemas import InvoiceCreate, render_invoice
     from quittance.merchant.service import create_merchant
@@ -80,7 +83,10 @@ def lifecycle_steps(url: str, workdir: Path) -> Callable[[dict[str, list[float]]
         started = time.thread_time()
         document = unit(lambda s: invoices.create_invoice(s, caller, invoice, base_url))
         created = time.thread_time()
-        attempt = unit(lambda s: payments.start_attempt(s, caller, document["id"], pay, settings))
+        kept = kept_invoices.take(caller.merchant_id, caller.livemode, document["id"])
+        attempt = unit(
+            lambda s: payments.start_attempt(s, caller, document["id"], pay, settings, kept=kept)
+        )
         attempted = time.thread_time()
         call = payments.call_provider(attempt, settings)
         called = time.thread_time()
