@@ -1,9 +1,11 @@
 """Engines for SQLite (the embedded default) and PostgreSQL (production)."""
 
+import select
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 # Execution option that marks a connection as the start of a write transaction.
@@ -76,3 +78,31 @@ def _sqlite_engine(url: str, pool_size: int) -> Engine:
         connection.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def unusable(connection: Connection, *, ask_socket: bool = False) -> bool:
+    """Whether a connection kept open between transactions cannot take the next one: it is
+    closed or invalidated, or a transaction was left open on it.
+
+    `ask_socket` (PostgreSQL): whether the server has closed it since its last statement. The
+    server says so unasked (a terminated or timed-out backend sends its error and closes the
+    socket; it sends nothing else to an idle connection), so a `poll` of the socket tells,
+    without the round trip of a pre-ping. It is a system call, though, which hands the GIL to
+    another thread: for a connection that has waited a while, not for one in steady use.
+    """
+    if connection.invalidated or connection.closed or connection.in_transaction():
+        return True
+    driver: Any = connection.connection.driver_connection
+    try:
+        if connection.dialect.name == "sqlite":
+            return bool(driver.in_transaction)
+        pgconn = driver.pgconn
+        if driver.broken or pgconn.transaction_status != TransactionStatus.IDLE:
+            return True
+        if not ask_socket:
+            return False
+        poller = select.poll()
+        poller.register(pgconn.socket, select.POLLIN)
+        return bool(poller.poll(0))
+    except Exception:  # closed under us (`sqlite3.ProgrammingError`, psycopg's `closed`)
+        return True

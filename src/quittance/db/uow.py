@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from quittance.db.batch import GroupCommit, Work
@@ -45,9 +45,15 @@ class Database:
         return self.backend == "postgresql"
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Session]:
-        """Open a write transaction; commit when the block ends, roll back if it raises."""
-        with self._write_lock, Session(self._write_engine, expire_on_commit=False) as session:
+    def write(self, connection: Connection | None = None) -> Iterator[Session]:
+        """Open a write transaction; commit when the block ends, roll back if it raises.
+
+        `connection` (from `write_connection`, idle): run the transaction on it and leave it
+        open afterwards, for a caller that runs one write after another (the group commit's
+        writer threads), instead of checking a connection out of the pool for this one.
+        """
+        bind = self._write_engine if connection is None else connection
+        with self._write_lock, Session(bind, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
@@ -56,6 +62,10 @@ class Database:
                 raise
         for callback in session.info.get(AFTER_COMMIT, ()):
             callback()
+
+    def write_connection(self) -> Connection:
+        """A connection for `write(connection)`, checked out of the pool until it is closed."""
+        return self._write_engine.connect()
 
     async def write_grouped(self, work: Work) -> Any:
         """Run `work(session)` as a unit of work committed together with concurrent ones.
