@@ -203,16 +203,19 @@ def test_an_invoice_that_just_expired_is_expired_by_the_next_round(
         assert row is not None and row.status == "expired"
 
 
+def _keyed_create(api: Api, key: str) -> tuple[str, bool, str]:
+    """Create an invoice with an `Idempotency-Key`; the key's row's identity."""
+    response = api.post(
+        "/v1/invoices", json={"amount": 1999, "currency": "EUR"}, headers={"Idempotency-Key": key}
+    )
+    assert response.status_code == 201, response.text
+    return (api.merchant.id, False, key)
+
+
 def test_a_key_that_just_expired_is_purged_by_the_next_round(
     api: Api, db: Database, settings: Settings
 ) -> None:
-    response = api.post(
-        "/v1/invoices",
-        json={"amount": 1999, "currency": "EUR"},
-        headers={"Idempotency-Key": "k-just-expired"},
-    )
-    assert response.status_code == 201, response.text
-    identity = (api.merchant.id, False, "k-just-expired")
+    identity = _keyed_create(api, "k-just-expired")
     with db.write() as session:
         key = session.get(IdempotencyKey, identity)
         assert key is not None
@@ -325,13 +328,7 @@ def test_the_look_for_expiry_and_purge_is_exactly_the_jobs_condition(
     expirable = api.create_invoice()
     settled = api.create_invoice()
     assert api.post(f"/v1/invoices/{settled['id']}/cancel").status_code == 200
-    response = api.post(
-        "/v1/invoices",
-        json={"amount": 1999, "currency": "EUR"},
-        headers={"Idempotency-Key": "k-boundary"},
-    )
-    assert response.status_code == 201, response.text
-    identity = (api.merchant.id, False, "k-boundary")
+    identity = _keyed_create(api, "k-boundary")
 
     def move(expirable_at: datetime, settled_at: datetime, key_at: datetime) -> None:
         with db.write() as session:
