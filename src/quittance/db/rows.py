@@ -403,11 +403,12 @@ def _send_libpq(
     the COMMIT after them with `commit` (each write-back then checks its row itself)."""
     flat: list[tuple[str, Sequence[Any]]] = []
     guarded: dict[int, str] = {}  # position in `flat` -> the write-back it guards
-    for sql, batch, expected, _owners in statements:
+    for sql, batch, expected, owners in statements:
         if commit and expected is not None:
+            keys = 0 if owners is None else len(_primary_keys(type(owners[0])))
             for row in batch:
                 guarded[len(flat)] = sql
-                flat.append((_guarded(sql), row))
+                flat.append((_guarded(sql, keys), row))
         else:
             flat += [(sql, row) for row in batch]
     flat += reads
@@ -426,15 +427,16 @@ def _send_libpq(
 
 
 @functools.cache
-def _guarded(update: str) -> str:
+def _guarded(update: str, keys: int) -> str:
     """A write-back's UPDATE made to fail (division by zero) unless it matches one row: sent
     ahead of a COMMIT in the same round trip, it stops the COMMIT when its row is missing. A
-    tracked one still answers its row's version and key first."""
-    if " RETURNING xmin::text AS row_xmin" in update:
-        keys = "".join(f", min(row_key_{n})" for n in range(update.count(" AS row_key_")))
+    tracked one (`keys`: the columns of its key, 0 if untracked) still answers what it
+    returns (`_returning`) first."""
+    if keys:
+        columns = "".join(f", min(row_key_{n})" for n in range(keys))
         return (
             f"WITH written AS ({update}) "
-            f"SELECT min(row_xmin), min(row_ctid){keys}, 1 / (count(*) = 1)::int FROM written"
+            f"SELECT min(row_xmin), min(row_ctid){columns}, 1 / (count(*) = 1)::int FROM written"
         )
     return f"WITH written AS ({update} RETURNING 1) SELECT 1 / (count(*) = 1)::int FROM written"
 

@@ -82,6 +82,22 @@ async def pay_invoice(
     return await pay(run, invoice_id, body, settings, request.headers.get(settings.country_header))
 
 
+async def _from_kept(
+    db: Database, work: Callable[[Session], Any], used: list[bool],
+    errors: tuple[type[Exception], ...],
+) -> Any:  # fmt: skip
+    """Run `work` grouped. If it raised one of `errors` having worked from rows this process
+    kept instead of reading them (`used[0]`: they may be stale), run it once more: a run again
+    reads them. A batch of several units does that by itself (each unit runs again alone); a
+    unit alone in its batch gets its error back, hence this."""
+    try:
+        return await db.write_grouped(work)
+    except errors:
+        if not used[0]:
+            raise
+        return await db.write_grouped(work)
+
+
 async def pay(
     run: IdempotentRequest,
     invoice_id: str,
@@ -109,36 +125,23 @@ async def pay(
                                      country_header=country_header, kept=kept)  # fmt: skip
 
     async def handle() -> tuple[int, dict[str, Any]]:
-        attempt: service.Attempt
-        try:
-            attempt = await run.db.write_grouped(start)
-        except (StaleDataError, QuittanceError):
-            if not took[0]:
-                raise
-            # The kept invoice was written since, or said no (it may be stale: a refusal is
-            # only trusted from the row read and locked), and the unit was alone in its batch
-            # (a batch runs its units again alone by itself, and a run again reads).
-            attempt = await run.db.write_grouped(start)
+        # A refusal from the kept invoice is not trusted either: it may be stale.
+        attempt: service.Attempt = await _from_kept(
+            run.db, start, took, (StaleDataError, QuittanceError)
+        )
         call: service.CallOutcome = await _in_provider_thread(
             service.call_provider, attempt, settings
         )
-
-        kept = [attempt.rows]  # the attempt's rows, used at most once (they are changed)
+        kept = [service.written_rows(attempt)]  # used at most once (they are changed)
+        used = [False]
 
         def record(session: Session) -> service.Recorded:
             rows, kept[0] = kept[0], None  # run again after a rollback: read them afresh
+            used[0] = used[0] or rows is not None
             return service.record_call(session, attempt, call, settings, kept=rows)
 
         # Rendered here, once committed, from the rows as written (out of the writer's batch).
-        recorded: service.Recorded
-        try:
-            recorded = await run.db.write_grouped(record)
-        except StaleDataError:
-            if attempt.rows is None:
-                raise
-            # Someone wrote the kept rows since the attempt, and the unit was alone in its
-            # batch (a batch runs its units again alone, which reads them, by itself).
-            recorded = await run.db.write_grouped(record)
+        recorded: service.Recorded = await _from_kept(run.db, record, used, (StaleDataError,))
         document = render_payment(recorded.payment)
         document["invoice"] = recorded.invoice_document or render_invoice(
             recorded.invoice, settings.public_base_url

@@ -323,6 +323,13 @@ class Recorded:
     invoice_document: dict[str, Any] | None
 
 
+def written_rows(attempt: Attempt) -> tuple[Invoice, Payment] | None:
+    """The attempt's invoice and payment if their writes noted their row versions (PostgreSQL):
+    what `record_call` may work from instead of reading them."""
+    rows = attempt.rows
+    return rows if rows is not None and all(row_version(row) for row in rows) else None
+
+
 def record_call(
     session: Session, attempt: Attempt, call: CallOutcome, settings: Settings, *,
     kept: tuple[Invoice, Payment] | None = None,
@@ -340,7 +347,7 @@ def record_call(
     since, the write fails (`StaleDataError`), the unit of work rolls back, and it is run again
     without `kept`, on rows read and locked.
     """
-    if kept is not None and all(row_version(row) is not None for row in kept):
+    if kept is not None and all(row_version(row) for row in kept):
         invoice, payment = kept
         document = _record(session, payment, invoice, call, settings, attempt.schedule)
         write_back(session, invoice, expect_version=True)  # the invoice first, as everywhere
